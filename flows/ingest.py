@@ -1,0 +1,124 @@
+"""The ``ingest-market-data`` flow: composition only (ordering, fan-out, failover)."""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from typing import Any
+
+from prefect import flow
+from prefect.futures import PrefectFuture
+from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from tasks.ingest import (
+    connect_venue,
+    fetch_candle_series,
+    publish_batch,
+    read_lake_state,
+    report_ingest,
+    snapshot_market_task,
+)
+from tradeflow.bootstrap import local_venues, venue_urls
+from tradeflow.config import load_settings
+from tradeflow.ingest import (
+    SeriesResult,
+    VenueStatus,
+    final_statuses,
+    lost_symbols,
+    plan_failover,
+    series_window,
+)
+from tradeflow.storage.lake import series_key
+from tradeflow.timeframes import timeframe_ms
+
+
+@flow(
+    name="ingest-market-data",
+    task_runner=ThreadPoolTaskRunner(max_workers=8),
+    log_prints=True,
+)
+def ingest_market_data(
+    config_path: str | None = None,
+    running_venues: dict[str, str] | None = None,
+    end_ms: int | None = None,
+) -> dict[str, Any]:
+    """Fetch candles, order books and trades from every configured venue into the lake.
+
+    For each (venue, symbol, timeframe) it fetches the closed candles since the last stored one
+    (or the configured look-back), 1000 per request, concurrently across venues, within each
+    venue's shared request-weight budget. A venue that keeps failing after retries is marked
+    failed for this run, the others carry on, and its symbols are fetched from other venues
+    that list them. The batch manifest is published last; a re-run of the same window stores
+    nothing new and reports "up to date".
+
+    Args:
+        config_path: TOML config file; default ``$TRADEFLOW_CONFIG`` or ``./tradeflow.toml``.
+        running_venues: Base URLs of already running local venues (venue id → URL). When None
+            and the config has simulated venues, the flow starts them for its own duration.
+        end_ms: Pin the window's end (UTC ms), overriding ``history.end``; default now.
+    """
+    settings = load_settings(config_path)
+    started = time.monotonic()
+    own_venues = running_venues is None and any(v.simulated for v in settings.venues)
+    with local_venues(settings) if own_venues else nullcontext(running_venues or {}) as running:
+        urls = venue_urls(settings, running)
+        end = end_ms or settings.history.end_ms() or int(time.time() * 1000)
+        state = read_lake_state(settings)
+
+        connections = {v.id: connect_venue.submit(settings, v, urls[v.id]) for v in settings.venues}
+        statuses: dict[str, VenueStatus] = {vid: f.result() for vid, f in connections.items()}
+
+        def submit_series(venue_id: str, symbol: str, failover_for: str | None = None) -> list[PrefectFuture[SeriesResult]]:
+            venue = settings.venue(venue_id)
+            futures = []
+            for timeframe in settings.ingest.timeframes:
+                start, stop = series_window(
+                    state.last_timestamp(series_key(venue_id, symbol, timeframe)),
+                    end, timeframe_ms(timeframe), settings.history.days_for(timeframe),
+                )  # fmt: skip
+                futures.append(fetch_candle_series.submit(
+                    settings, venue, urls[venue_id], symbol, timeframe, start, stop, failover_for))  # fmt: skip
+            return futures
+
+        requested = {v.id: settings.venue_symbols(v) for v in settings.venues}
+        futures = [f for vid, status in statuses.items() if status.ok
+                   for symbol in requested[vid] for f in submit_series(vid, symbol)]  # fmt: skip
+        series: list[SeriesResult] = [f.result() for f in futures]
+
+        lost = lost_symbols(requested, statuses, series)
+        listings = {vid: s.symbols_listed for vid, s in statuses.items() if s.ok and vid not in lost}
+        assignments, covered, uncovered = plan_failover(requested, lost, listings)
+        series += [f.result() for a in assignments
+                   for f in submit_series(a.venue, a.symbol, a.failover_for)]  # fmt: skip
+
+        snapshot_futures = [
+            snapshot_market_task.submit(
+                settings, settings.venue(vid), urls[vid], symbol,
+                state.last_timestamp(f"trades:{series_key(vid, symbol)}"),
+            )
+            for vid in listings for symbol in requested[vid]
+            if settings.ingest.order_book_depth or settings.ingest.trades_limit
+        ]  # fmt: skip
+        snapshots = [f.result() for f in snapshot_futures]
+
+    venues = final_statuses(statuses, series)
+    run = {"flow_run_id": str(flow_run.id or ""), "end": end,
+           "venues": {v.venue: v.ok for v in venues}}  # fmt: skip
+    manifest = publish_batch(settings, state, series, snapshots, run)
+    seconds = time.monotonic() - started
+    report_ingest(settings, venues, series, snapshots, covered, uncovered,
+                  manifest, seconds)  # fmt: skip
+    return {
+        "venues": [v.__dict__ for v in venues],
+        "series": [r.to_dict() for r in series],
+        "snapshots": [s.to_dict() for s in snapshots],
+        "covered": covered,
+        "uncovered": uncovered,
+        "manifest": None if manifest is None else {
+            k: manifest[k] for k in ("sequence", "batch_id", "parent", "created_at", "config_hash")
+        } | {"new_objects": len(manifest["new_objects"])},
+        "end": end,
+        "seconds": seconds,
+        "config_hash": settings.config_hash,
+    }

@@ -1,0 +1,283 @@
+"""The ``tradeflow`` command line.
+
+Heavy imports (Prefect, the flows) happen inside commands, after
+:func:`tradeflow.bootstrap.prepare_environment` has pointed Prefect's home at the data folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tradeflow.config import ConfigError, Settings, load_settings
+from tradeflow.timeframes import iso, to_ms
+
+app = typer.Typer(
+    help="tradeflow: a Prefect-orchestrated pipeline for crypto trading research and execution.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_show_locals=False,
+)
+venues_app = typer.Typer(help="Local simulated exchanges (the offline default).", no_args_is_help=True)
+config_app = typer.Typer(help="Show and check the configuration.", no_args_is_help=True)
+lake_app = typer.Typer(help="Look at what the lake holds.", no_args_is_help=True)
+app.add_typer(venues_app, name="venues")
+app.add_typer(config_app, name="config")
+app.add_typer(lake_app, name="lake")
+
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="TOML config file [default: $TRADEFLOW_CONFIG or ./tradeflow.toml]."),
+]
+FaultsOption = Annotated[
+    str | None,
+    typer.Option("--faults", help="Fault profile for every simulated venue: clean, chaos, dirty or down."),
+]
+EndOption = Annotated[
+    datetime | None,
+    typer.Option("--end", help="Pin the window's end (UTC), e.g. 2026-11-01T00:00:00; default now.",
+                 formats=["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"]),
+]  # fmt: skip
+StorageOption = Annotated[
+    str | None, typer.Option("--storage", help="Storage URL override: a folder or s3://bucket/prefix.")
+]
+
+
+def _settings(config: Path | None, faults: str | None = None, storage: str | None = None) -> Settings:
+    if faults is not None:
+        os.environ["TRADEFLOW_SIMULATOR__FAULT_PROFILE"] = faults
+    if storage is not None:
+        os.environ["TRADEFLOW_STORAGE__URL"] = storage
+    try:
+        settings = load_settings(config)
+    except ConfigError as error:
+        err_console.print(f"[bold red]Config error[/]\n{error}")
+        raise typer.Exit(2) from None
+    from tradeflow.bootstrap import prepare_environment
+
+    prepare_environment(settings)
+    return settings
+
+
+def _end_ms(end: datetime | None) -> int | None:
+    if end is None:
+        return None
+    from datetime import UTC
+
+    return to_ms(end if end.tzinfo else end.replace(tzinfo=UTC))
+
+
+def _run_ingest(settings: Settings, config: Path | None, end: datetime | None, progress: bool) -> dict[str, Any]:
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from flows.ingest import ingest_market_data
+    from tradeflow.bootstrap import local_venues
+    from tradeflow.progress import ProgressEvent, listening
+
+    flow = ingest_market_data.with_options(
+        task_runner=ThreadPoolTaskRunner(max_workers=settings.ingest.max_concurrency)
+    )
+    config_arg = str(config) if config else None
+    with local_venues(settings) as running:
+        if running:
+            console.print(f"Started {len(running)} local venues: " + ", ".join(
+                f"{vid} [dim]{url}[/]" for vid, url in running.items()))  # fmt: skip
+        if not progress:
+            return flow(config_path=config_arg, running_venues=running, end_ms=_end_ms(end))
+        bars = Progress(
+            TextColumn("{task.description:<32}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("pages"), TimeElapsedColumn(), console=console, transient=True,
+        )  # fmt: skip
+        ids: dict[str, Any] = {}
+
+        def show(event: ProgressEvent) -> None:
+            if event.key not in ids:
+                ids[event.key] = bars.add_task(event.key, total=event.total)
+            bars.update(ids[event.key], completed=event.done, total=event.total)
+
+        with bars, listening(show):
+            return flow(config_path=config_arg, running_venues=running, end_ms=_end_ms(end))
+
+
+def _print_summary(result: dict[str, Any], settings: Settings) -> None:
+    from tradeflow.bootstrap import build_store
+    from tradeflow.ingest import SeriesResult, summary_rows
+
+    series = [SeriesResult(**row) for row in result["series"]]
+    table = Table(title="Ingested candles", header_style="bold")
+    rows = summary_rows(series)
+    for column in ("venue", "symbol", "timeframe", "status", "new candles", "pages", "retries", "holes", "window", "note"):
+        table.add_column(column, justify="right" if column in {"new candles", "pages", "retries", "holes"} else "left",
+                         overflow="fold", max_width=60 if column == "note" else None)  # fmt: skip
+    for row in rows:
+        style = "red" if row["status"] == "failed" else ("dim" if row["status"] == "up to date" else "")
+        table.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in row.values()), style=style)
+    console.print(table)
+    for venue in result["venues"]:
+        if not venue["ok"]:
+            console.print(f"[red]Venue {venue['venue']} failed:[/] {venue['error']}")
+    for symbol, venues in result["covered"].items():
+        console.print(f"[yellow]Failover:[/] {symbol} covered by {', '.join(venues)}")
+    for symbol in result["uncovered"]:
+        console.print(f"[red]Not covered:[/] {symbol}: no healthy venue lists it")
+    snapshots = result["snapshots"]
+    if snapshots:
+        console.print(f"Order book snapshots: {sum(s['book_levels'] > 0 for s in snapshots)}; "
+                      f"new trades: {sum(s['trades'] for s in snapshots):,}")  # fmt: skip
+    manifest = result["manifest"]
+    total = sum(s.candles for s in series)
+    if manifest is None:
+        console.print(f"[bold green]Up to date[/]: nothing new to store ({result['seconds']:.1f} s).")
+    else:
+        console.print(
+            f"[bold green]Stored {total:,} new candles[/] in {manifest['new_objects']} new objects; "
+            f"manifest #{manifest['sequence']} ({manifest['batch_id'][:16]}) in {result['seconds']:.1f} s."
+        )
+    console.print(f"Lake: {build_store(settings).describe()}   config hash: {result['config_hash'][:16]}")
+
+
+@app.command()
+def run(config: ConfigOption = None, faults: FaultsOption = None, end: EndOption = None,
+        storage: StorageOption = None) -> None:  # fmt: skip
+    """Run the main job: start the local venues, ingest, print a summary, stop the venues."""
+    settings = _settings(config, faults, storage)
+    started = time.monotonic()
+    result = _run_ingest(settings, config, end, progress=sys.stdout.isatty())
+    _print_summary(result, settings)
+    console.print(
+        f"\n[bold]Done in {time.monotonic() - started:.0f} s.[/] Where to look next:\n"
+        "  • [cyan]tradeflow lake ls[/]      what the lake holds, per venue / symbol / timeframe\n"
+        "  • [cyan]make ui[/]                the Prefect UI (http://127.0.0.1:4200): the flow run, its tasks,\n"
+        "                           and the 'ingest-series' / 'ingest-summary' artifacts\n"
+        "  • [cyan]make run[/] again         fetches only what is new (here: nothing, 'up to date')\n"
+        "  • [cyan]make chaos[/]             the same window through failing venues stores identical data\n"
+        "  • [cyan]tradeflow --help[/]       every command"
+    )
+    failed = [v for v in result["venues"] if not v["ok"]]
+    if failed and result["uncovered"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def ingest(config: ConfigOption = None, faults: FaultsOption = None, end: EndOption = None,
+           storage: StorageOption = None,
+           progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+           json_out: Annotated[Path | None, typer.Option("--json", help="Also write the run's result as JSON here.")] = None,
+           ) -> None:  # fmt: skip
+    """Run the ingest-market-data flow once (starting local venues if the config has them)."""
+    settings = _settings(config, faults, storage)
+    result = _run_ingest(settings, config, end, progress=progress)
+    _print_summary(result, settings)
+    if json_out:
+        json_out.write_text(json.dumps(result, indent=1, default=str))
+    if result["uncovered"]:
+        raise typer.Exit(1)
+
+
+@venues_app.command("up")
+def venues_up(config: ConfigOption = None, faults: FaultsOption = None) -> None:
+    """Serve the configured simulated venues until Ctrl-C, for other tools to point at."""
+    settings = _settings(config, faults)
+    from tradeflow.bootstrap import simulator_spec
+    from tradeflow.simulator import serve_forever
+
+    def ready(urls: dict[str, str]) -> None:
+        table = Table(title="Local venues (Binance spot API v3)", header_style="bold")
+        table.add_column("venue")
+        table.add_column("base URL")
+        for venue_id, url in urls.items():
+            table.add_row(venue_id, url)
+        console.print(table)
+        first = next(iter(urls.values()), "http://127.0.0.1:PORT")
+        console.print(
+            "Point ccxt at one: [cyan]from tradeflow.sources.ccxt_source import create_exchange; "
+            f"ex = create_exchange('binance', base_url='{first}')[/]\n"
+            f"or curl it: [cyan]curl '{first}/api/v3/klines?symbol=BTCUSDT&interval=1m&limit=3'[/]\n"
+            "Ctrl-C stops them."
+        )
+
+    serve_forever(simulator_spec(settings), ready)
+
+
+@config_app.command("show")
+def config_show(config: ConfigOption = None) -> None:
+    """Print the effective configuration (file + environment) and its hash."""
+    settings = _settings(config)
+    console.print_json(settings.model_dump_json())
+    console.print(f"config hash: {settings.config_hash}")
+
+
+@config_app.command("check")
+def config_check(config: ConfigOption = None) -> None:
+    """Validate the configuration; exit 2 with the offending keys if it is bad."""
+    settings = _settings(config)
+    console.print(f"[green]OK[/]: {len(settings.venues)} venues, {len(settings.ingest.symbols)} symbols, "
+                  f"timeframes {', '.join(settings.ingest.timeframes)}; hash {settings.config_hash[:16]}")  # fmt: skip
+
+
+@lake_app.command("ls")
+def lake_ls(config: ConfigOption = None, storage: StorageOption = None) -> None:
+    """List every series in the newest manifest: objects, rows and time range."""
+    settings = _settings(config, storage=storage)
+    from tradeflow.bootstrap import build_store
+    from tradeflow.storage.lake import read_state
+
+    store = build_store(settings)
+    state = read_state(store)
+    if not state.series:
+        console.print(f"The lake at {store.describe()} is empty: run [cyan]make run[/] first.")
+        return
+    table = Table(title=f"Lake {store.describe()} — manifest #{state.sequence}", header_style="bold")
+    for column in ("series", "objects", "rows", "first", "last"):
+        table.add_column(column, justify="right" if column in {"objects", "rows"} else "left")
+    for key in sorted(state.series):
+        entries = state.objects(key)
+        table.add_row(key, str(len(entries)), f"{sum(e['rows'] for e in entries):,}",
+                      iso(min(e["start"] for e in entries)), iso(max(e["end"] for e in entries)))  # fmt: skip
+    console.print(table)
+
+
+@lake_app.command("compare")
+def lake_compare(
+    first: Annotated[str, typer.Argument(help="Storage URL of one lake.")],
+    second: Annotated[str, typer.Argument(help="Storage URL of the other lake.")],
+    dataset: Annotated[str, typer.Option(help="Which series to compare: candles or all.")] = "candles",
+) -> None:
+    """Compare the content hashes of two lakes; exit 1 if they differ."""
+    from tradeflow.storage.lake import content_hashes, read_state
+    from tradeflow.storage.objectstore import open_store
+
+    def hashes(url: str) -> dict[str, list[str]]:
+        state = read_state(open_store(url))
+        keys = [k for k in state.series if dataset == "all" or ":" not in k]
+        return content_hashes(state, keys)
+
+    left, right = hashes(first), hashes(second)
+    differing = sorted(k for k in set(left) | set(right) if left.get(k) != right.get(k))
+    objects = sum(len(v) for v in left.values())
+    if differing or not left:
+        console.print(f"[red]Lakes differ[/] in {len(differing)} series: {', '.join(differing) or '(both empty)'}")
+        raise typer.Exit(1)
+    console.print(f"[green]Identical[/]: {len(left)} series, {objects} objects with the same SHA-256 in both lakes.")
+
+
+def main() -> None:
+    """Run the CLI."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,487 @@
+"""Typed, frozen configuration: one TOML file, overridable by environment variables.
+
+Load it with :func:`load_settings`. Every section forbids unknown keys, so a typo fails at
+start-up with a message that names the key and lists what is allowed. ``Settings.config_hash``
+is the SHA-256 of the canonical JSON of the whole config; later stages record it in MLflow and
+the audit chain so any result can be tied to the exact config that produced it.
+
+Environment overrides use the prefix ``TRADEFLOW_`` and ``__`` between nested keys, e.g.
+``TRADEFLOW_STORAGE__URL=s3://bucket/lake`` or ``TRADEFLOW_SIMULATOR__FAULT_PROFILE=chaos``.
+Credentials never live in the file: a venue names the environment variables that hold them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from tradeflow.timeframes import SUPPORTED_TIMEFRAMES, to_ms
+
+#: The config file read when neither ``--config`` nor ``TRADEFLOW_CONFIG`` names one.
+DEFAULT_CONFIG_FILE = "tradeflow.toml"
+
+FaultProfileName = Literal["clean", "chaos", "dirty", "down"]
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names each offending key and what is allowed."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StorageConfig(_Section):
+    """Where data lives."""
+
+    url: str = Field(
+        default="data/lake",
+        description="A local folder (relative paths resolve against the working directory) "
+        "or s3://bucket/prefix.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="Custom S3 endpoint (MinIO, a moto server); None for AWS itself.",
+    )
+    s3_server_side_encryption: Literal["AES256", "aws:kms", "none"] = Field(
+        default="AES256", description="Server-side encryption for every object written to S3."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url_scheme(cls, value: str) -> str:
+        if "://" in value and not value.startswith(("s3://", "file://")):
+            raise ValueError("use a local folder path, file://PATH or s3://bucket/prefix")
+        if value.startswith("s3://") and not value[len("s3://") :].split("/")[0]:
+            raise ValueError("an s3:// URL needs a bucket name: s3://bucket/prefix")
+        return value
+
+
+class HistoryConfig(_Section):
+    """Which window of candles to hold."""
+
+    days: int = Field(default=7, ge=1, le=3650, description="Default look-back in days.")
+    days_by_timeframe: dict[str, int] = Field(
+        default_factory=dict, description="Per-timeframe look-back in days, e.g. {'1h': 90}."
+    )
+    end: datetime | None = Field(
+        default=None,
+        description="Pin the window's end (ISO-8601 with a zone, e.g. 2026-11-01T00:00:00Z); "
+        "None means now. Pinning makes two runs fetch exactly the same candles.",
+    )
+
+    @field_validator("days_by_timeframe")
+    @classmethod
+    def _known_timeframes(cls, value: dict[str, int]) -> dict[str, int]:
+        for timeframe, days in value.items():
+            if timeframe not in SUPPORTED_TIMEFRAMES:
+                raise ValueError(
+                    f"unknown timeframe {timeframe!r}; allowed: {', '.join(SUPPORTED_TIMEFRAMES)}"
+                )
+            if days < 1:
+                raise ValueError(f"days for {timeframe!r} must be at least 1")
+        return value
+
+    @field_validator("end")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("give a timezone, e.g. 2026-11-01T00:00:00Z")
+        return value
+
+    def days_for(self, timeframe: str) -> int:
+        """Return the look-back in days for one timeframe."""
+        return self.days_by_timeframe.get(timeframe, self.days)
+
+    def end_ms(self) -> int | None:
+        """Return the pinned window end in UTC milliseconds, or None for "now"."""
+        return None if self.end is None else to_ms(self.end)
+
+
+class RetryConfig(_Section):
+    """How a failed exchange request is retried before its venue is marked failed."""
+
+    max_attempts: int = Field(default=6, ge=1, le=50, description="Tries per request, first included.")
+    base_delay_seconds: float = Field(
+        default=0.25, gt=0, description="Delay before the first retry; doubles each retry."
+    )
+    max_delay_seconds: float = Field(default=10.0, gt=0, description="Cap on one backoff delay.")
+    jitter: float = Field(
+        default=0.5, ge=0, le=1, description="Random spread of each delay, as a fraction of it."
+    )
+    max_retry_after_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest Retry-After an exchange may impose before the venue is given up.",
+    )
+
+
+class SimulatedVenueConfig(_Section):
+    """How the local simulator serves one venue (only for venues with ``simulated = true``)."""
+
+    seed: int = Field(description="Seed of this venue's price noise, holes and fault schedule.")
+    fault_profile: FaultProfileName | None = Field(
+        default=None,
+        description="clean | chaos (transport faults) | dirty (data faults) | down; "
+        "None uses [simulator].fault_profile.",
+    )
+    latency_ms: float = Field(default=0.0, ge=0, description="Mean added latency per request.")
+    noise_bps: float = Field(default=3.0, ge=0, description="Price noise around the true price.")
+    bias_bps: float = Field(default=0.0, description="Constant price offset from the true price.")
+    weight_limit_per_minute: int = Field(
+        default=6000, ge=1, description="Binance-style request-weight budget the venue enforces."
+    )
+
+
+class VenueConfig(_Section):
+    """One exchange (or local simulated exchange) to ingest from."""
+
+    id: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$",
+        description="Short unique name; used in storage paths (lowercase, digits, - and _).",
+    )
+    exchange: str = Field(default="binance", description="A ccxt exchange id.")
+    base_url: str | None = Field(
+        default=None,
+        description="Override the API origin (testnet, proxy); filled in for simulated venues.",
+    )
+    simulated: bool = Field(
+        default=False, description="Serve this venue from the local simulator (offline)."
+    )
+    simulator: SimulatedVenueConfig | None = Field(
+        default=None, description="Simulator settings; required when simulated = true."
+    )
+    symbols: list[str] | None = Field(
+        default=None, description="Symbols to ingest here; None means every configured symbol."
+    )
+    weight_per_minute: int = Field(
+        default=3000,
+        ge=1,
+        description="Client-side request-weight budget shared by all concurrent tasks on this venue.",
+    )
+    timeout_seconds: float = Field(default=10.0, gt=0, description="Per-request timeout.")
+    api_key_env: str | None = Field(
+        default=None, description="Name of the environment variable holding the API key."
+    )
+    secret_env: str | None = Field(
+        default=None, description="Name of the environment variable holding the API secret."
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Extra ccxt options merged over tradeflow's defaults."
+    )
+
+    @field_validator("exchange")
+    @classmethod
+    def _known_exchange(cls, value: str) -> str:
+        import ccxt  # local: only validation needs the list of ids
+
+        if value not in ccxt.exchanges:
+            close = difflib.get_close_matches(value, ccxt.exchanges, n=3)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            raise ValueError(
+                f"unknown ccxt exchange id {value!r}; {hint}ccxt knows {len(ccxt.exchanges)} ids "
+                "(python -c 'import ccxt; print(ccxt.exchanges)')"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _simulator_settings(self) -> VenueConfig:
+        if self.simulated and self.simulator is None:
+            raise ValueError("simulated = true needs a [venues.simulator] table with at least seed")
+        if self.simulated and self.exchange != "binance":
+            raise ValueError("the simulator speaks the Binance spot API: use exchange = 'binance'")
+        return self
+
+
+class SimulatedSymbolConfig(_Section):
+    """How the simulator prices one symbol."""
+
+    symbol: str = Field(description="Unified symbol, e.g. BTC/USDT.")
+    base_price: float = Field(gt=0, description="Starting price level.")
+    annual_volatility: float = Field(default=0.6, gt=0, description="Annualised volatility.")
+    tick_size: float = Field(gt=0, description="Price increment (Binance PRICE_FILTER).")
+    step_size: float = Field(gt=0, description="Quantity increment (Binance LOT_SIZE).")
+    min_notional: float = Field(default=5.0, ge=0, description="Minimum order value.")
+    replay: str | None = Field(
+        default=None,
+        description="Replay a real candle file (path under real_data_dir) instead of a seeded "
+        "random walk.",
+    )
+
+
+def _default_simulated_symbols() -> list[SimulatedSymbolConfig]:
+    return [
+        SimulatedSymbolConfig(symbol="BTC/USDT", base_price=60_000.0, annual_volatility=0.55,
+                              tick_size=0.01, step_size=0.00001, min_notional=5.0),
+        SimulatedSymbolConfig(symbol="ETH/USDT", base_price=3_000.0, annual_volatility=0.7,
+                              tick_size=0.01, step_size=0.0001, min_notional=5.0),
+        SimulatedSymbolConfig(symbol="SOL/USDT", base_price=150.0, annual_volatility=0.9,
+                              tick_size=0.01, step_size=0.001, min_notional=5.0),
+    ]  # fmt: skip
+
+
+class SimulatorConfig(_Section):
+    """The local venue simulator: the offline default."""
+
+    world_seed: int = Field(default=7, description="Seed of the shared 'true' price paths.")
+    fault_profile: FaultProfileName = Field(
+        default="clean", description="Fault profile for venues that do not set their own."
+    )
+    mode: Literal["process", "thread"] = Field(
+        default="process",
+        description="Run the venues in a child process (keeps them off the pipeline's GIL) or "
+        "in a thread.",
+    )
+    symbols: list[SimulatedSymbolConfig] = Field(
+        default_factory=_default_simulated_symbols, description="Symbols every venue lists."
+    )
+
+
+def _default_venues() -> list[VenueConfig]:
+    return [
+        VenueConfig(id=f"sim-{name}", simulated=True,
+                    simulator=SimulatedVenueConfig(seed=seed, bias_bps=bias, latency_ms=2.0))
+        for name, seed, bias in (("alpha", 11, 0.0), ("beta", 22, 4.0), ("gamma", 33, -3.0))
+    ]  # fmt: skip
+
+
+class IngestConfig(_Section):
+    """What to ingest."""
+
+    symbols: list[str] = Field(
+        default_factory=lambda: ["BTC/USDT", "ETH/USDT", "SOL/USDT"],
+        min_length=1,
+        description="Unified ccxt symbols.",
+    )
+    timeframes: list[str] = Field(
+        default_factory=lambda: ["1m", "1h"], min_length=1, description="Candle timeframes."
+    )
+    page_limit: int = Field(
+        default=1000, ge=1, le=1000, description="Candles per request (Binance allows 1000)."
+    )
+    order_book_depth: int = Field(
+        default=100, ge=0, le=5000, description="Levels per side per snapshot; 0 turns it off."
+    )
+    trades_limit: int = Field(
+        default=500, ge=0, le=1000, description="Recent trades per snapshot; 0 turns it off."
+    )
+    max_concurrency: int = Field(
+        default=8, ge=1, le=64, description="Concurrent ingestion tasks across all venues."
+    )
+
+    @field_validator("timeframes")
+    @classmethod
+    def _known_timeframes(cls, value: list[str]) -> list[str]:
+        for timeframe in value:
+            if timeframe not in SUPPORTED_TIMEFRAMES:
+                raise ValueError(
+                    f"unknown timeframe {timeframe!r}; allowed: {', '.join(SUPPORTED_TIMEFRAMES)}"
+                )
+        return value
+
+    @field_validator("symbols")
+    @classmethod
+    def _unified_symbols(cls, value: list[str]) -> list[str]:
+        for symbol in value:
+            if symbol.count("/") != 1 or symbol != symbol.upper():
+                raise ValueError(f"symbol {symbol!r} is not a unified ccxt symbol like 'BTC/USDT'")
+        return value
+
+
+class Settings(BaseSettings):
+    """The whole tradeflow configuration."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        env_prefix="TRADEFLOW_",
+        env_nested_delimiter="__",
+        toml_file=None,
+    )
+
+    data_dir: Path = Field(
+        default=Path("data"),
+        description="Local working folder: Prefect's home and database, reports, the default lake.",
+    )
+    real_data_dir: Path = Field(
+        default=Path("../shared/data/real"),
+        description="Recorded real market data used by tests, benchmarks and replay.",
+    )
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    history: HistoryConfig = Field(default_factory=HistoryConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
+    venues: list[VenueConfig] = Field(default_factory=_default_venues, min_length=1)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Precedence: explicit arguments, then the environment, then the TOML file.
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_path = _CONFIG_FILE_IN_USE.get("path")
+        if toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        ids = [venue.id for venue in self.venues]
+        duplicated = sorted({venue_id for venue_id in ids if ids.count(venue_id) > 1})
+        if duplicated:
+            raise ValueError(f"venues: ids must be unique; repeated: {', '.join(duplicated)}")
+        simulated_symbols = {spec.symbol for spec in self.simulator.symbols}
+        for index, venue in enumerate(self.venues):
+            for symbol in venue.symbols or []:
+                if symbol not in self.ingest.symbols:
+                    raise ValueError(
+                        f"venues[{index}].symbols: {symbol!r} is not in ingest.symbols "
+                        f"({', '.join(self.ingest.symbols)})"
+                    )
+            if venue.simulated:
+                missing = [s for s in venue.symbols or self.ingest.symbols if s not in simulated_symbols]
+                if missing:
+                    raise ValueError(
+                        f"venues[{index}] ({venue.id}) is simulated but the simulator does not list "
+                        f"{', '.join(missing)}; add them under [[simulator.symbols]] "
+                        f"(listed: {', '.join(sorted(simulated_symbols))})"
+                    )
+        return self
+
+    @cached_property
+    def config_hash(self) -> str:
+        """Return the SHA-256 of the canonical JSON of this config (stable across runs)."""
+        canonical = json.dumps(
+            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=True
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def venue(self, venue_id: str) -> VenueConfig:
+        """Return the venue with this id.
+
+        Raises:
+            KeyError: naming the venues that exist.
+        """
+        for venue in self.venues:
+            if venue.id == venue_id:
+                return venue
+        raise KeyError(f"no venue {venue_id!r}; configured: {', '.join(v.id for v in self.venues)}")
+
+    def venue_symbols(self, venue: VenueConfig) -> list[str]:
+        """Return the symbols to ingest from one venue."""
+        return list(venue.symbols) if venue.symbols is not None else list(self.ingest.symbols)
+
+
+# The TOML path is passed to the source hook through this holder: pydantic-settings builds
+# sources from the class, and a per-call file must not become a global default.
+_CONFIG_FILE_IN_USE: dict[str, Path | None] = {"path": None}
+
+
+def resolve_config_path(path: str | Path | None) -> Path | None:
+    """Return the config file to read: the argument, else ``$TRADEFLOW_CONFIG``, else
+    ``./tradeflow.toml`` if it exists, else None (built-in defaults)."""
+    if path is not None:
+        return Path(path)
+    from_env = os.environ.get("TRADEFLOW_CONFIG")
+    if from_env:
+        return Path(from_env)
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.exists() else None
+
+
+def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
+    """Load and validate the configuration.
+
+    Args:
+        path: A TOML file; see :func:`resolve_config_path` for the default.
+        **overrides: Top-level values that win over the file and the environment.
+
+    Raises:
+        ConfigError: naming every bad key, what was given, and what is allowed.
+    """
+    config_path = resolve_config_path(path)
+    if config_path is not None and not config_path.is_file():
+        raise ConfigError(f"config file {config_path} does not exist (from --config or TRADEFLOW_CONFIG)")
+    _CONFIG_FILE_IN_USE["path"] = config_path
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, config_path)) from None
+    except ValueError as error:  # a TOML syntax error surfaces as a ValueError subclass
+        raise ConfigError(f"config file {config_path}: {error}") from None
+    finally:
+        _CONFIG_FILE_IN_USE["path"] = None
+
+
+def _describe(error: ValidationError, config_path: Path | None) -> str:
+    source = f"config file {config_path}" if config_path else "built-in defaults and environment"
+    lines = [f"invalid configuration ({source}):"]
+    for item in error.errors():
+        key = _key(item["loc"])
+        if item["type"] == "extra_forbidden":
+            allowed = _allowed_keys(item["loc"][:-1])
+            hint = difflib.get_close_matches(str(item["loc"][-1]), allowed, n=1)
+            lines.append(
+                f"  - {key}: unknown key"
+                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                + (f"; allowed here: {', '.join(allowed)}" if allowed else "")
+            )
+            continue
+        message = item["msg"].removeprefix("Value error, ")
+        given = item.get("input")
+        shown = "" if isinstance(given, dict | list) or given is None else f" (got {given!r})"
+        lines.append(f"  - {key or '(top level)'}: {message}{shown}")
+    lines.append("Environment overrides use TRADEFLOW_<SECTION>__<KEY>; see tradeflow.toml.")
+    return "\n".join(lines)
+
+
+def _key(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for part in loc:
+        if isinstance(part, int):
+            parts[-1 if parts else 0 :] = [f"{parts[-1] if parts else ''}[{part}]"]
+        else:
+            parts.append(part)
+    return ".".join(parts)
+
+
+def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
+    model: Any = Settings
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        candidates = getattr(annotation, "__args__", (annotation,))
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
+            for candidate in candidates:  # list[Model]
+                inner = getattr(candidate, "__args__", ())
+                model = next((c for c in inner if isinstance(c, type) and issubclass(c, BaseModel)), None)
+                if model is not None:
+                    break
+        if model is None:
+            return []
+    return sorted(model.model_fields)

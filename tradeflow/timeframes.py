@@ -1,0 +1,66 @@
+"""Timeframes and UTC time helpers.
+
+Timestamps are integers in UTC milliseconds at rest (the ccxt convention) and tz-aware UTC
+datetimes in memory. Nothing naive.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+MINUTE_MS = 60_000
+HOUR_MS = 60 * MINUTE_MS
+DAY_MS = 24 * HOUR_MS
+
+_UNIT_MS = {"m": MINUTE_MS, "h": HOUR_MS, "d": DAY_MS}
+_TIMEFRAME = re.compile(r"^(\d+)([mhd])$")
+
+#: Timeframes the pipeline accepts; every one divides a UTC day, so day partitions hold whole
+#: candles.
+SUPPORTED_TIMEFRAMES = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")
+
+
+def timeframe_ms(timeframe: str) -> int:
+    """Return the length of a ccxt timeframe string (``"1m"``, ``"1h"``, ...) in milliseconds.
+
+    Raises:
+        ValueError: if the timeframe is not one of ``SUPPORTED_TIMEFRAMES``.
+    """
+    match = _TIMEFRAME.match(timeframe)
+    if match is None or timeframe not in SUPPORTED_TIMEFRAMES:
+        raise ValueError(
+            f"unsupported timeframe {timeframe!r}; use one of {', '.join(SUPPORTED_TIMEFRAMES)}"
+        )
+    return int(match.group(1)) * _UNIT_MS[match.group(2)]
+
+
+def floor_ms(ts_ms: int, step_ms: int) -> int:
+    """Return ``ts_ms`` rounded down to a multiple of ``step_ms``."""
+    return ts_ms - ts_ms % step_ms
+
+
+def to_datetime(ts_ms: int) -> datetime:
+    """Return the tz-aware UTC datetime of a millisecond timestamp."""
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
+
+
+def to_ms(moment: datetime) -> int:
+    """Return the UTC millisecond timestamp of a tz-aware datetime.
+
+    Raises:
+        ValueError: if ``moment`` is naive (it would be read in the machine's local zone).
+    """
+    if moment.tzinfo is None:
+        raise ValueError(f"naive datetime {moment!r}: give a timezone (UTC) explicitly")
+    return int(moment.timestamp() * 1000)
+
+
+def day_of(ts_ms: int) -> str:
+    """Return the UTC day (``YYYY-MM-DD``) a millisecond timestamp falls on."""
+    return to_datetime(ts_ms).strftime("%Y-%m-%d")
+
+
+def iso(ts_ms: int) -> str:
+    """Return a compact ISO-8601 UTC rendering of a millisecond timestamp, for people."""
+    return to_datetime(ts_ms).strftime("%Y-%m-%d %H:%M")
