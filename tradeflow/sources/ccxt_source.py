@@ -101,6 +101,9 @@ def create_exchange(
                 )
             params[field] = value
     exchange = getattr(ccxt, exchange_id)(params)
+    # The adapter reads the last raw and parsed bodies to catch truncated JSON.
+    exchange.enableLastHttpResponse = True
+    exchange.enableLastJsonResponse = True
     if base_url:
         exchange.urls["api"] = rebase_urls(exchange.urls["api"], base_url)
     return exchange
@@ -148,7 +151,17 @@ class CcxtMarketDataSource:
     def _call(self, call: str, function: Callable[[], T], *, weight: int) -> T:
         self._acquire(weight)
         try:
-            return function()
+            result = function()
+            # ccxt hands back a body it could not parse as JSON (truncated, garbled) as a plain
+            # string, and parsers turn that string into an empty list: check the raw body.
+            if self.exchange.last_http_response and self.exchange.last_json_response is None:
+                raise RetryableSourceError(
+                    self.venue,
+                    f"{call}: response body is not valid JSON "
+                    f"({_short(str(self.exchange.last_http_response), 80)})",
+                    kind="malformed",
+                )
+            return result
         except (ccxt.RateLimitExceeded, ccxt.DDoSProtection) as error:
             retry_after = _retry_after(self.exchange)
             if retry_after is not None:
@@ -172,6 +185,11 @@ class CcxtMarketDataSource:
         except (ccxt.AuthenticationError, ccxt.PermissionDenied, ccxt.BadRequest,
                 ccxt.NotSupported) as error:  # fmt: skip
             raise PermanentSourceError(self.venue, f"{call}: {_short(error)}") from error
+        except ccxt.OperationFailed as error:
+            # Binance's -1001 "Internal error; ... try again" and kin: passing server trouble.
+            raise RetryableSourceError(
+                self.venue, f"{call}: server error ({_short(error)})", kind="server_error"
+            ) from error
         except ccxt.ExchangeError as error:
             # ccxt raises a bare ExchangeError for bodies it cannot read (an HTML error page,
             # an empty 5xx body); these pass, so they are retried.
