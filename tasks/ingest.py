@@ -37,6 +37,9 @@ from tradeflow.sources.base import PermanentSourceError
 from tradeflow.sources.ccxt_source import CcxtMarketDataSource
 from tradeflow.storage.lake import LakeState, publish_manifest, read_state
 
+# No Prefect timeout_seconds here: these tasks run in worker threads, where Prefect cannot
+# interrupt a blocked request (it only warns). Time is bounded where it can be: every request has
+# the venue's timeout, retries are capped, and a series has ingest.series_timeout_seconds.
 _TASK_DEFAULTS: dict[str, Any] = {
     "retries": 2,
     "retry_delay_seconds": exponential_backoff(backoff_factor=2),
@@ -59,13 +62,13 @@ def _source(venue: VenueConfig, base_url: str | None) -> CcxtMarketDataSource:
     return source
 
 
-@task(name="read-lake-state", timeout_seconds=300, **_TASK_DEFAULTS)
+@task(name="read-lake-state", **_TASK_DEFAULTS)
 def read_lake_state(settings: Settings) -> LakeState:
     """Read the newest ingest manifest: what each series already holds."""
     return read_state(build_store(settings))
 
 
-@task(name="connect-venue", timeout_seconds=300, **_TASK_DEFAULTS)
+@task(name="connect-venue", **_TASK_DEFAULTS)
 def connect_venue(settings: Settings, venue: VenueConfig, base_url: str | None) -> VenueStatus:
     """Load a venue's markets (with retries) and check it lists the configured symbols."""
     logger = get_run_logger()
@@ -88,7 +91,6 @@ def connect_venue(settings: Settings, venue: VenueConfig, base_url: str | None) 
 @task(
     name="fetch-candle-series",
     task_run_name="fetch {venue.id} {symbol} {timeframe}",
-    timeout_seconds=3600,
     **_TASK_DEFAULTS,
 )
 def fetch_candle_series(
@@ -114,6 +116,7 @@ def fetch_candle_series(
             page_limit=settings.ingest.page_limit,
             policy=RetryPolicy.from_config(settings.retry),
             failover_for=failover_for,
+            timeout_seconds=settings.ingest.series_timeout_seconds,
         )
     finally:
         source.close()
@@ -122,8 +125,7 @@ def fetch_candle_series(
     return result
 
 
-@task(name="snapshot-market", task_run_name="snapshot {venue.id} {symbol}", timeout_seconds=600,
-      **_TASK_DEFAULTS)  # fmt: skip
+@task(name="snapshot-market", task_run_name="snapshot {venue.id} {symbol}", **_TASK_DEFAULTS)  # fmt: skip
 def snapshot_market_task(
     settings: Settings,
     venue: VenueConfig,
@@ -147,7 +149,7 @@ def snapshot_market_task(
         source.close()
 
 
-@task(name="publish-manifest", timeout_seconds=300, **_TASK_DEFAULTS)
+@task(name="publish-manifest", **_TASK_DEFAULTS)
 def publish_batch(
     settings: Settings,
     parent: LakeState,
@@ -168,7 +170,7 @@ def publish_batch(
     )
 
 
-@task(name="report-ingest", timeout_seconds=120, **_TASK_DEFAULTS)
+@task(name="report-ingest", **_TASK_DEFAULTS)
 def report_ingest(
     settings: Settings,
     venues: list[VenueStatus],

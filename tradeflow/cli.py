@@ -35,7 +35,8 @@ app.add_typer(venues_app, name="venues")
 app.add_typer(config_app, name="config")
 app.add_typer(lake_app, name="lake")
 
-console = Console()
+# Off a terminal (CI logs, pipes) rich assumes 80 columns, too narrow for the summary table.
+console = Console() if sys.stdout.isatty() else Console(width=160)
 err_console = Console(stderr=True)
 
 ConfigOption = Annotated[
@@ -117,35 +118,39 @@ def _print_summary(result: dict[str, Any], settings: Settings) -> None:
     from tradeflow.ingest import SeriesResult, summary_rows
 
     series = [SeriesResult(**row) for row in result["series"]]
-    table = Table(title="Ingested candles", header_style="bold")
-    rows = summary_rows(series)
-    for column in ("venue", "symbol", "timeframe", "status", "new candles", "pages", "retries", "holes", "window", "note"):
-        table.add_column(column, justify="right" if column in {"new candles", "pages", "retries", "holes"} else "left",
-                         overflow="fold", max_width=60 if column == "note" else None)  # fmt: skip
-    for row in rows:
+    table = Table(title="Candles ingested in this run", header_style="bold")
+    numeric = {"new candles", "pages", "retries", "holes"}
+    columns = ("venue", "symbol", "timeframe", "status", "new candles", "pages", "retries", "holes", "window", "note")
+    for column in columns:
+        table.add_column(column, justify="right" if column in numeric else "left", overflow="fold",
+                         max_width=48 if column == "note" else None)  # fmt: skip
+    for row in summary_rows(series):
         style = "red" if row["status"] == "failed" else ("dim" if row["status"] == "up to date" else "")
-        table.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in row.values()), style=style)
+        table.add_row(*(f"{row[c]:,}" if c in numeric else str(row[c]) for c in columns), style=style)
     console.print(table)
     for venue in result["venues"]:
         if not venue["ok"]:
             console.print(f"[red]Venue {venue['venue']} failed:[/] {venue['error']}")
     for symbol, venues in result["covered"].items():
-        console.print(f"[yellow]Failover:[/] {symbol} covered by {', '.join(venues)}")
+        console.print(f"[yellow]Failover:[/] {symbol} still covered by {', '.join(venues)}")
     for symbol in result["uncovered"]:
         console.print(f"[red]Not covered:[/] {symbol}: no healthy venue lists it")
     snapshots = result["snapshots"]
+    extras = ""
     if snapshots:
-        console.print(f"Order book snapshots: {sum(s['book_levels'] > 0 for s in snapshots)}; "
-                      f"new trades: {sum(s['trades'] for s in snapshots):,}")  # fmt: skip
-    manifest = result["manifest"]
+        extras = (f"; {sum(s['book_levels'] > 0 for s in snapshots)} order book snapshots and "
+                  f"{sum(s['trades'] for s in snapshots):,} new trades")  # fmt: skip
     total = sum(s.candles for s in series)
-    if manifest is None:
-        console.print(f"[bold green]Up to date[/]: nothing new to store ({result['seconds']:.1f} s).")
+    manifest = result["manifest"]
+    if total == 0:
+        console.print(f"[bold green]Candles up to date[/]: nothing new to fetch{extras}.")
     else:
-        console.print(
-            f"[bold green]Stored {total:,} new candles[/] in {manifest['new_objects']} new objects; "
-            f"manifest #{manifest['sequence']} ({manifest['batch_id'][:16]}) in {result['seconds']:.1f} s."
-        )
+        console.print(f"[bold green]Stored {total:,} new candles[/]{extras}.")
+    if manifest is not None:
+        console.print(f"Published manifest #{manifest['sequence']} ({manifest['batch_id'][:16]}) with "
+                      f"{manifest['new_objects']} new objects; flow took {result['seconds']:.1f} s.")  # fmt: skip
+    else:
+        console.print(f"No manifest published: nothing new was written ({result['seconds']:.1f} s).")
     console.print(f"Lake: {build_store(settings).describe()}   config hash: {result['config_hash'][:16]}")
 
 

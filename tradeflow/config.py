@@ -282,6 +282,12 @@ class IngestConfig(_Section):
     max_concurrency: int = Field(
         default=8, ge=1, le=64, description="Concurrent ingestion tasks across all venues."
     )
+    series_timeout_seconds: float = Field(
+        default=1800.0,
+        gt=0,
+        description="Give a series up (status failed) once fetching it has taken this long; "
+        "checked between requests, each of which has the venue's own timeout.",
+    )
 
     @field_validator("timeframes")
     @classmethod

@@ -292,12 +292,16 @@ def ingest_candle_series(
     page_limit: int,
     policy: RetryPolicy,
     failover_for: str | None = None,
+    timeout_seconds: float | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> SeriesResult:
     """Fetch the closed candles of one series in ``[start, end)`` and store them by day.
 
     Never raises for a venue's failure: the result says ``failed`` with the reason, so the run
-    can carry on with the other venues and fail over.
+    can carry on with the other venues and fail over. ``timeout_seconds`` bounds the whole
+    series; it is checked between requests (each bounded by the client's own timeout), which
+    is the only place a timeout can act on a thread blocked in network I/O.
     """
     tf_ms = timeframe_ms(timeframe)
     result = SeriesResult(source.venue, symbol, timeframe, "up to date", start, end,
@@ -308,8 +312,16 @@ def ingest_candle_series(
     stats = RetryStats()
     chunks: list[np.ndarray] = []
     progress_key = f"{source.venue} {symbol} {timeframe}"
+    deadline = None if timeout_seconds is None else clock() + timeout_seconds
     try:
         for number, page in enumerate(pages, 1):
+            if deadline is not None and clock() > deadline:
+                raise VenueFailedError(
+                    source.venue,
+                    f"{symbol} {timeframe}: timed out after {timeout_seconds:.0f} s with "
+                    f"{number - 1} of {len(pages)} pages (ingest.series_timeout_seconds)",
+                    0,
+                )
             rows = call_with_retry(
                 lambda page=page: source.fetch_candles(symbol, timeframe, page.since, page.until, page_limit),  # type: ignore[misc]
                 policy, venue=source.venue, stats=stats, sleep=sleep,
@@ -540,7 +552,7 @@ def summary_rows(series: Sequence[SeriesResult]) -> list[dict[str, Any]]:
     rows = []
     for result in sorted(series, key=lambda r: (r.venue, r.symbol, r.timeframe)):
         window = (
-            f"{iso(result.window_start)} → {iso(result.window_end)}"
+            f"{iso(result.window_start)} → {iso(result.window_end)[5:]}"
             if result.window_start is not None and result.window_end is not None
             else ""
         )

@@ -85,3 +85,15 @@ def test_a_schedule_that_never_lets_a_request_through_fails_the_series(ada_btc):
     result = ingest(ada_btc, [["timeout"] * POLICY.max_attempts], [])
     assert result.status == "failed" and "gave up after 4 attempts" in result.error
     assert result.objects == []  # nothing half-stored
+
+
+def test_a_series_that_outlives_its_timeout_fails_between_requests(ada_btc):
+    ticks = iter(range(0, 10_000, 10))  # every clock read advances 10 s
+
+    with tempfile.TemporaryDirectory() as folder:
+        result = ingest_candle_series(RecordedSource(ada_btc), LocalObjectStore(folder), symbol="ADA/BTC",
+                                      timeframe="5m", start=int(ada_btc[0, 0]), end=int(ada_btc[-1, 0]),
+                                      page_limit=1000, policy=POLICY, timeout_seconds=25,
+                                      clock=lambda: next(ticks))
+    assert result.status == "failed" and result.objects == []
+    assert "timed out after 25 s with 2 of 6 pages (ingest.series_timeout_seconds)" in result.error
