@@ -69,7 +69,9 @@ def ingest_market_data(
         connections = {v.id: connect_venue.submit(settings, v, urls[v.id]) for v in settings.venues}
         statuses: dict[str, VenueStatus] = {vid: f.result() for vid, f in connections.items()}
 
-        def submit_series(venue_id: str, symbol: str, failover_for: str | None = None) -> list[PrefectFuture[SeriesResult]]:
+        def submit_series(
+            venue_id: str, symbol: str, failover_for: str | None = None
+        ) -> list[PrefectFuture[SeriesResult]]:
             venue = settings.venue(venue_id)
             futures = []
             for timeframe in settings.ingest.timeframes:
@@ -77,8 +79,10 @@ def ingest_market_data(
                     state.last_timestamp(series_key(venue_id, symbol, timeframe)),
                     end, timeframe_ms(timeframe), settings.history.days_for(timeframe),
                 )  # fmt: skip
-                futures.append(fetch_candle_series.submit(
-                    settings, venue, urls[venue_id], symbol, timeframe, start, stop, failover_for))  # fmt: skip
+                future = fetch_candle_series.submit(
+                    settings, venue, urls[venue_id], symbol, timeframe, start, stop, failover_for
+                )
+                futures.append(future)
             return futures
 
         requested = {v.id: settings.venue_symbols(v) for v in settings.venues}
@@ -115,10 +119,24 @@ def ingest_market_data(
         "snapshots": [s.to_dict() for s in snapshots],
         "covered": covered,
         "uncovered": uncovered,
-        "manifest": None if manifest is None else {
-            k: manifest[k] for k in ("sequence", "batch_id", "parent", "created_at", "config_hash")
-        } | {"new_objects": len(manifest["new_objects"])},
+        "manifest": None
+        if manifest is None
+        else {k: manifest[k] for k in ("sequence", "batch_id", "parent", "created_at", "config_hash")}
+        | {"new_objects": len(manifest["new_objects"])},
         "end": end,
         "seconds": seconds,
         "config_hash": settings.config_hash,
     }
+
+
+def run_ingest(
+    config_path: str | None,
+    running_venues: dict[str, str] | None,
+    end_ms: int | None,
+    max_concurrency: int,
+) -> dict[str, Any]:
+    """Run ``ingest-market-data`` once with ``max_concurrency`` task threads (the CLI's entry)."""
+    flow_with_workers = ingest_market_data.with_options(
+        task_runner=ThreadPoolTaskRunner(max_workers=max_concurrency)
+    )
+    return flow_with_workers(config_path=config_path, running_venues=running_venues, end_ms=end_ms)

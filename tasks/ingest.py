@@ -1,5 +1,6 @@
-"""Prefect tasks of the ``ingest-market-data`` flow: retries, timeouts and artifacts around the
-core calls in :mod:`tradeflow.ingest`.
+"""Prefect tasks of the ``ingest-market-data`` flow.
+
+Each is retries, logging and artifacts around one core call in :mod:`tradeflow.ingest`.
 
 Request-level retries (backoff, jitter, Retry-After) happen inside the core, per request; a
 venue's failure comes back as a result, not an exception, so the flow can fail over. Prefect's

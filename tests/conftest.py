@@ -29,8 +29,10 @@ def real_data() -> Path:
     """The recorded real market data; tests that need it skip where it is absent."""
     path = real_data_dir()
     if not (path / "MANIFEST.json").is_file():
-        pytest.skip(f"real market data not found at {path} (set TRADEFLOW_REAL_DATA_DIR); "
-                    "it ships beside the repository in CI")
+        pytest.skip(
+            f"real market data not found at {path} (set TRADEFLOW_REAL_DATA_DIR); "
+            "it ships beside the repository in CI"
+        )
     return path
 
 
@@ -50,8 +52,12 @@ def moto_server() -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    saved = {
+        k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+    }
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1"
+    )
     try:
         yield f"http://{host}:{port}"
     finally:

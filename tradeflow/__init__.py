@@ -1,0 +1,1 @@
+"""tradeflow: a Prefect-orchestrated pipeline for crypto trading research and execution."""

@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 from tradeflow.config import Settings, VenueConfig
 from tradeflow.ingest import shared_budget
@@ -55,9 +56,7 @@ def build_source(venue: VenueConfig, base_url: str | None) -> CcxtMarketDataSour
         secret_env=venue.secret_env,
     )
     budget = shared_budget(venue.id, venue.weight_per_minute)
-    return CcxtMarketDataSource(
-        venue.id, exchange, acquire=budget.acquire, on_rate_limited=budget.pause
-    )
+    return CcxtMarketDataSource(venue.id, exchange, acquire=budget.acquire, on_rate_limited=budget.pause)
 
 
 def simulator_spec(settings: Settings):  # type: ignore[no-untyped-def]  # ClusterSpec, imported lazily
@@ -95,7 +94,9 @@ def simulator_spec(settings: Settings):  # type: ignore[no-untyped-def]  # Clust
 
 
 @contextmanager
-def local_venues(settings: Settings, mode: str | None = None) -> Iterator[dict[str, str]]:
+def local_venues(
+    settings: Settings, mode: Literal["process", "thread"] | None = None
+) -> Iterator[dict[str, str]]:
     """Start the simulated venues of ``settings`` and yield venue id → base URL.
 
     Yields an empty mapping when no venue is simulated (real exchanges only).

@@ -52,6 +52,7 @@ EndOption = Annotated[
     typer.Option("--end", help="Pin the window's end (UTC), e.g. 2026-11-01T00:00:00; default now.",
                  formats=["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"]),
 ]  # fmt: skip
+JsonOption = Annotated[Path | None, typer.Option("--json", help="Also write the run's result as JSON here.")]
 StorageOption = Annotated[
     str | None, typer.Option("--storage", help="Storage URL override: a folder or s3://bucket/prefix.")
 ]
@@ -81,17 +82,18 @@ def _end_ms(end: datetime | None) -> int | None:
     return to_ms(end if end.tzinfo else end.replace(tzinfo=UTC))
 
 
-def _run_ingest(settings: Settings, config: Path | None, end: datetime | None, progress: bool) -> dict[str, Any]:
-    from prefect.task_runners import ThreadPoolTaskRunner
-
-    from flows.ingest import ingest_market_data
+def _run_ingest(
+    settings: Settings, config: Path | None, end: datetime | None, progress: bool
+) -> dict[str, Any]:
+    from flows.ingest import run_ingest
     from tradeflow.bootstrap import local_venues
     from tradeflow.progress import ProgressEvent, listening
 
-    flow = ingest_market_data.with_options(
-        task_runner=ThreadPoolTaskRunner(max_workers=settings.ingest.max_concurrency)
-    )
     config_arg = str(config) if config else None
+
+    def flow(**arguments: Any) -> dict[str, Any]:
+        return run_ingest(max_concurrency=settings.ingest.max_concurrency, **arguments)
+
     with local_venues(settings) as running:
         if running:
             console.print(f"Started {len(running)} local venues: " + ", ".join(
@@ -120,7 +122,18 @@ def _print_summary(result: dict[str, Any], settings: Settings) -> None:
     series = [SeriesResult(**row) for row in result["series"]]
     table = Table(title="Candles ingested in this run", header_style="bold")
     numeric = {"new candles", "pages", "retries", "holes"}
-    columns = ("venue", "symbol", "timeframe", "status", "new candles", "pages", "retries", "holes", "window", "note")
+    columns = (
+        "venue",
+        "symbol",
+        "timeframe",
+        "status",
+        "new candles",
+        "pages",
+        "retries",
+        "holes",
+        "window",
+        "note",
+    )
     for column in columns:
         table.add_column(column, justify="right" if column in numeric else "left", overflow="fold",
                          max_width=48 if column == "note" else None)  # fmt: skip
@@ -147,8 +160,10 @@ def _print_summary(result: dict[str, Any], settings: Settings) -> None:
     else:
         console.print(f"[bold green]Stored {total:,} new candles[/]{extras}.")
     if manifest is not None:
-        console.print(f"Published manifest #{manifest['sequence']} ({manifest['batch_id'][:16]}) with "
-                      f"{manifest['new_objects']} new objects; flow took {result['seconds']:.1f} s.")  # fmt: skip
+        console.print(
+            f"Published manifest #{manifest['sequence']} ({manifest['batch_id'][:16]}) with "
+            f"{manifest['new_objects']} new objects; flow took {result['seconds']:.1f} s."
+        )
     else:
         console.print(f"No manifest published: nothing new was written ({result['seconds']:.1f} s).")
     console.print(f"Lake: {build_store(settings).describe()}   config hash: {result['config_hash'][:16]}")
@@ -165,7 +180,8 @@ def run(config: ConfigOption = None, faults: FaultsOption = None, end: EndOption
     console.print(
         f"\n[bold]Done in {time.monotonic() - started:.0f} s.[/] Where to look next:\n"
         "  • [cyan]tradeflow lake ls[/]      what the lake holds, per venue / symbol / timeframe\n"
-        "  • [cyan]make ui[/]                the Prefect UI (http://127.0.0.1:4200): the flow run, its tasks,\n"
+        "  • [cyan]make ui[/]                the Prefect UI (http://127.0.0.1:4200): the flow run,\n"
+        "                           its tasks,"
         "                           and the 'ingest-series' / 'ingest-summary' artifacts\n"
         "  • [cyan]make run[/] again         fetches only what is new (here: nothing, 'up to date')\n"
         "  • [cyan]make chaos[/]             the same window through failing venues stores identical data\n"
@@ -180,8 +196,7 @@ def run(config: ConfigOption = None, faults: FaultsOption = None, end: EndOption
 def ingest(config: ConfigOption = None, faults: FaultsOption = None, end: EndOption = None,
            storage: StorageOption = None,
            progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
-           json_out: Annotated[Path | None, typer.Option("--json", help="Also write the run's result as JSON here.")] = None,
-           ) -> None:  # fmt: skip
+           json_out: JsonOption = None) -> None:  # fmt: skip
     """Run the ingest-market-data flow once (starting local venues if the config has them)."""
     settings = _settings(config, faults, storage)
     result = _run_ingest(settings, config, end, progress=progress)
@@ -230,7 +245,8 @@ def config_check(config: ConfigOption = None) -> None:
     """Validate the configuration; exit 2 with the offending keys if it is bad."""
     settings = _settings(config)
     console.print(f"[green]OK[/]: {len(settings.venues)} venues, {len(settings.ingest.symbols)} symbols, "
-                  f"timeframes {', '.join(settings.ingest.timeframes)}; hash {settings.config_hash[:16]}")  # fmt: skip
+                  f"timeframes {', '.join(settings.ingest.timeframes)}; "
+                  f"hash {settings.config_hash[:16]}")  # fmt: skip
 
 
 @lake_app.command("ls")
@@ -274,9 +290,13 @@ def lake_compare(
     differing = sorted(k for k in set(left) | set(right) if left.get(k) != right.get(k))
     objects = sum(len(v) for v in left.values())
     if differing or not left:
-        console.print(f"[red]Lakes differ[/] in {len(differing)} series: {', '.join(differing) or '(both empty)'}")
+        console.print(
+            f"[red]Lakes differ[/] in {len(differing)} series: {', '.join(differing) or '(both empty)'}"
+        )
         raise typer.Exit(1)
-    console.print(f"[green]Identical[/]: {len(left)} series, {objects} objects with the same SHA-256 in both lakes.")
+    console.print(
+        f"[green]Identical[/]: {len(left)} series, {objects} objects with the same SHA-256 in both lakes."
+    )
 
 
 def main() -> None:

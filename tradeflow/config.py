@@ -159,9 +159,7 @@ class VenueConfig(_Section):
         default=None,
         description="Override the API origin (testnet, proxy); filled in for simulated venues.",
     )
-    simulated: bool = Field(
-        default=False, description="Serve this venue from the local simulator (offline)."
-    )
+    simulated: bool = Field(default=False, description="Serve this venue from the local simulator (offline).")
     simulator: SimulatedVenueConfig | None = Field(
         default=None, description="Simulator settings; required when simulated = true."
     )
@@ -218,8 +216,7 @@ class SimulatedSymbolConfig(_Section):
     min_notional: float = Field(default=5.0, ge=0, description="Minimum order value.")
     replay: str | None = Field(
         default=None,
-        description="Replay a real candle file (path under real_data_dir) instead of a seeded "
-        "random walk.",
+        description="Replay a real candle file (path under real_data_dir) instead of a seeded random walk.",
     )
 
 
@@ -243,8 +240,7 @@ class SimulatorConfig(_Section):
     )
     mode: Literal["process", "thread"] = Field(
         default="process",
-        description="Run the venues in a child process (keeps them off the pipeline's GIL) or "
-        "in a thread.",
+        description="Run the venues in a child process (keeps them off the pipeline's GIL) or in a thread.",
     )
     symbols: list[SimulatedSymbolConfig] = Field(
         default_factory=_default_simulated_symbols, description="Symbols every venue lists."
@@ -343,6 +339,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Read explicit arguments first, then the environment, then the TOML file."""
         # Precedence: explicit arguments, then the environment, then the TOML file.
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         toml_path = _CONFIG_FILE_IN_USE.get("path")
@@ -404,8 +401,11 @@ _CONFIG_FILE_IN_USE: dict[str, Path | None] = {"path": None}
 
 
 def resolve_config_path(path: str | Path | None) -> Path | None:
-    """Return the config file to read: the argument, else ``$TRADEFLOW_CONFIG``, else
-    ``./tradeflow.toml`` if it exists, else None (built-in defaults)."""
+    """Return the config file to read.
+
+    That is the argument, else ``$TRADEFLOW_CONFIG``, else ``./tradeflow.toml`` if it exists,
+    else None (the built-in defaults).
+    """
     if path is not None:
         return Path(path)
     from_env = os.environ.get("TRADEFLOW_CONFIG")

@@ -114,7 +114,7 @@ class RetryPolicy:
         """
         backoff = min(self.max_delay_seconds, self.base_delay_seconds * 2 ** (retry - 1))
         backoff *= 1 + self.jitter * (2 * rng.random() - 1)
-        return max(backoff, retry_after or 0.0)
+        return float(max(backoff, retry_after or 0.0))
 
 
 @dataclass
@@ -273,9 +273,7 @@ class SeriesResult:
         return asdict(self)
 
 
-def series_window(
-    last_stored: int | None, end: int, tf_ms: int, history_days: int
-) -> tuple[int, int]:
+def series_window(last_stored: int | None, end: int, tf_ms: int, history_days: int) -> tuple[int, int]:
     """Return the ``[start, end)`` to fetch: after the last stored candle, else the look-back."""
     start = last_stored + tf_ms if last_stored is not None else end - history_days * DAY_MS
     return start, end
@@ -504,8 +502,10 @@ def lost_symbols(
     statuses: Mapping[str, VenueStatus],
     series: Iterable[SeriesResult],
 ) -> dict[str, list[str]]:
-    """Return venue id → the symbols it failed to serve: all of them if it failed to connect,
-    else those with a failed series."""
+    """Return venue id → the symbols it failed to serve.
+
+    That is all of a venue's symbols if it failed to connect, else those with a failed series.
+    """
     lost = {venue: list(requested[venue]) for venue, status in statuses.items() if not status.ok}
     for result in series:
         if result.status == "failed":
@@ -515,9 +515,7 @@ def lost_symbols(
     return {venue: symbols for venue, symbols in lost.items() if symbols}
 
 
-def final_statuses(
-    statuses: Mapping[str, VenueStatus], series: Iterable[SeriesResult]
-) -> list[VenueStatus]:
+def final_statuses(statuses: Mapping[str, VenueStatus], series: Iterable[SeriesResult]) -> list[VenueStatus]:
     """Return the venues' end-of-run state: a venue with a failed series is failed for the run."""
     errors: dict[str, list[str]] = {}
     for result in series:

@@ -29,9 +29,7 @@ def timeframe_ms(timeframe: str) -> int:
     """
     match = _TIMEFRAME.match(timeframe)
     if match is None or timeframe not in SUPPORTED_TIMEFRAMES:
-        raise ValueError(
-            f"unsupported timeframe {timeframe!r}; use one of {', '.join(SUPPORTED_TIMEFRAMES)}"
-        )
+        raise ValueError(f"unsupported timeframe {timeframe!r}; use one of {', '.join(SUPPORTED_TIMEFRAMES)}")
     return int(match.group(1)) * _UNIT_MS[match.group(2)]
 
 

@@ -62,12 +62,24 @@ def write_config(tmp_path: Path) -> Callable[..., str]:
         venues: list[tuple[str, int, list[str] | None, str]] | None = None,
         storage_extra: str = "",
     ) -> str:
-        venues = venues or [("sim-alpha", 11, None, ""), ("sim-beta", 22, None, ""), ("sim-gamma", 33, None, "")]
-        text = BASE_CONFIG.format(data=tmp_path / "data", lake=lake or tmp_path / "lake", profile=profile,
-                                  storage_extra=storage_extra)
+        venues = venues or [
+            ("sim-alpha", 11, None, ""),
+            ("sim-beta", 22, None, ""),
+            ("sim-gamma", 33, None, ""),
+        ]
+        text = BASE_CONFIG.format(
+            data=tmp_path / "data",
+            lake=lake or tmp_path / "lake",
+            profile=profile,
+            storage_extra=storage_extra,
+        )
         for venue_id, seed, symbols, extra in venues:
-            text += VENUE.format(id=venue_id, seed=seed, extra=extra,
-                                 symbols=f"symbols = {symbols!r}".replace("'", '"') if symbols else "")
+            text += VENUE.format(
+                id=venue_id,
+                seed=seed,
+                extra=extra,
+                symbols=f"symbols = {symbols!r}".replace("'", '"') if symbols else "",
+            )
         path = tmp_path / name
         path.write_text(text)
         return str(path)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
@@ -54,7 +56,9 @@ def test_a_run_stores_every_series_and_a_rerun_is_up_to_date(write_config, tmp_p
 
 def test_chaos_venues_store_exactly_what_clean_venues_store(write_config, tmp_path):
     clean = ingest_market_data(config_path=write_config("clean.toml", lake=str(tmp_path / "clean")))
-    chaos = ingest_market_data(config_path=write_config("chaos.toml", lake=str(tmp_path / "chaos"), profile="chaos"))
+    chaos = ingest_market_data(
+        config_path=write_config("chaos.toml", lake=str(tmp_path / "chaos"), profile="chaos")
+    )
     assert sum(s["retries"] for s in chaos["series"]) > 0
     assert {s["status"] for s in chaos["series"]} == {"stored"}
     clean_state = read_state(LocalObjectStore(tmp_path / "clean"))
@@ -84,8 +88,11 @@ def test_a_down_venue_fails_over_to_one_that_lists_its_symbol(write_config, tmp_
 
 
 def test_the_flow_writes_the_same_lake_to_s3(write_config, moto_server, s3_bucket):
-    config = write_config(lake=f"s3://{s3_bucket}/lake", storage_extra=f's3_endpoint_url = "{moto_server}"',
-                          venues=[("sim-alpha", 11, ["BTC/USDT"], "")])
+    config = write_config(
+        lake=f"s3://{s3_bucket}/lake",
+        storage_extra=f's3_endpoint_url = "{moto_server}"',
+        venues=[("sim-alpha", 11, ["BTC/USDT"], "")],
+    )
     result = ingest_market_data(config_path=config)
     assert {s["status"] for s in result["series"]} == {"stored"}
     store = open_store(f"s3://{s3_bucket}/lake", s3_endpoint_url=moto_server)
@@ -106,8 +113,13 @@ def test_a_bad_config_fails_the_flow_naming_the_key(tmp_path, bad):
 
 def test_with_snapshots_off_a_rerun_publishes_nothing(write_config, tmp_path):
     path = write_config(venues=[("sim-alpha", 11, ["BTC/USDT"], "")])
-    text = open(path).read().replace("order_book_depth = 10", "order_book_depth = 0").replace("trades_limit = 50", "trades_limit = 0")
-    open(path, "w").write(text)
+    config = Path(path)
+    text = config.read_text()
+    config.write_text(
+        text.replace("order_book_depth = 10", "order_book_depth = 0").replace(
+            "trades_limit = 50", "trades_limit = 0"
+        )
+    )
     assert ingest_market_data(config_path=path)["manifest"]["sequence"] == 1
     assert ingest_market_data(config_path=path)["manifest"] is None  # up to date: nothing written
-    assert [k for k in LocalObjectStore(tmp_path / "lake").list("manifests/")] == ["manifests/ingest/00000001.json"]
+    assert list(LocalObjectStore(tmp_path / "lake").list("manifests/")) == ["manifests/ingest/00000001.json"]

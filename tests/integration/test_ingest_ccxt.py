@@ -20,7 +20,9 @@ FAST_RETRIES = RetryPolicy(max_attempts=6, base_delay_seconds=0.01, max_delay_se
 
 
 def source(venue_id: str, url: str, timeout_seconds: float = 5.0) -> CcxtMarketDataSource:
-    return CcxtMarketDataSource(venue_id, create_exchange("binance", base_url=url, timeout_seconds=timeout_seconds))
+    return CcxtMarketDataSource(
+        venue_id, create_exchange("binance", base_url=url, timeout_seconds=timeout_seconds)
+    )
 
 
 def stored_rows(store: LocalObjectStore, result) -> np.ndarray:
@@ -29,9 +31,17 @@ def stored_rows(store: LocalObjectStore, result) -> np.ndarray:
 
 
 def test_rebase_urls_keeps_paths_and_replaces_origins():
-    urls = {"public": "https://api.binance.com/api/v3", "sapi": {"x": "https://api.binance.com/sapi/v1"}, "n": 3}
+    urls = {
+        "public": "https://api.binance.com/api/v3",
+        "sapi": {"x": "https://api.binance.com/sapi/v1"},
+        "n": 3,
+    }
     rebased = rebase_urls(urls, "http://127.0.0.1:9001")
-    assert rebased == {"public": "http://127.0.0.1:9001/api/v3", "sapi": {"x": "http://127.0.0.1:9001/sapi/v1"}, "n": 3}
+    assert rebased == {
+        "public": "http://127.0.0.1:9001/api/v3",
+        "sapi": {"x": "http://127.0.0.1:9001/sapi/v1"},
+        "n": 3,
+    }
 
 
 def test_a_series_is_stored_exactly_as_the_venue_serves_its_closed_candles(start_venues, tmp_path):
@@ -39,14 +49,29 @@ def test_a_series_is_stored_exactly_as_the_venue_serves_its_closed_candles(start
     store = LocalObjectStore(tmp_path)
     end = int(time.time() * 1000)
     start = end - 2500 * MINUTE_MS  # three pages of 1000
-    result = ingest_candle_series(source("a", urls["a"]), store, symbol="BTC/USDT", timeframe="1m",
-                                  start=start, end=end, page_limit=1000, policy=FAST_RETRIES)
+    result = ingest_candle_series(
+        source("a", urls["a"]),
+        store,
+        symbol="BTC/USDT",
+        timeframe="1m",
+        start=start,
+        end=end,
+        page_limit=1000,
+        policy=FAST_RETRIES,
+    )
     assert result.status == "stored" and result.pages == 3 and result.holes == 0 and result.retries == 0
     rows = stored_rows(store, result)
-    reference = SimulatedVenue(ClusterSpec(world_seed=7, symbols=SYMBOLS, venues=[venue("a", 1)]), venue("a", 1))
+    reference = SimulatedVenue(
+        ClusterSpec(world_seed=7, symbols=SYMBOLS, venues=[venue("a", 1)]), venue("a", 1)
+    )
     last_closed = floor_ms(end, MINUTE_MS) - MINUTE_MS
-    expected = reference.klines("BTC/USDT", "1m", start - start % MINUTE_MS + (MINUTE_MS if start % MINUTE_MS else 0),
-                                last_closed, now_ms=end)
+    expected = reference.klines(
+        "BTC/USDT",
+        "1m",
+        start - start % MINUTE_MS + (MINUTE_MS if start % MINUTE_MS else 0),
+        last_closed,
+        now_ms=end,
+    )
     assert rows.shape == expected.shape == (result.candles, 6)
     np.testing.assert_array_equal(rows, expected)
     assert rows[-1, 0] + MINUTE_MS <= end  # the forming candle was not stored
@@ -58,10 +83,26 @@ def test_hourly_candles_agree_with_minutes_across_the_pipeline(start_venues, tmp
     store = LocalObjectStore(tmp_path)
     end = floor_ms(int(time.time() * 1000), HOUR_MS)
     src = source("a", urls["a"])
-    hours = ingest_candle_series(src, store, symbol="ETH/USDT", timeframe="1h", start=end - 5 * HOUR_MS, end=end,
-                                 page_limit=1000, policy=FAST_RETRIES)
-    minutes = ingest_candle_series(src, LocalObjectStore(tmp_path / "m"), symbol="ETH/USDT", timeframe="1m",
-                                   start=end - 5 * HOUR_MS, end=end, page_limit=1000, policy=FAST_RETRIES)
+    hours = ingest_candle_series(
+        src,
+        store,
+        symbol="ETH/USDT",
+        timeframe="1h",
+        start=end - 5 * HOUR_MS,
+        end=end,
+        page_limit=1000,
+        policy=FAST_RETRIES,
+    )
+    minutes = ingest_candle_series(
+        src,
+        LocalObjectStore(tmp_path / "m"),
+        symbol="ETH/USDT",
+        timeframe="1m",
+        start=end - 5 * HOUR_MS,
+        end=end,
+        page_limit=1000,
+        policy=FAST_RETRIES,
+    )
     h = stored_rows(store, hours)
     m = stored_rows(LocalObjectStore(tmp_path / "m"), minutes).reshape(5, 60, 6)
     np.testing.assert_allclose(h[:, 2], m[:, :, 2].max(axis=1))  # high
@@ -78,8 +119,15 @@ def test_a_chaos_venue_yields_the_same_objects_as_a_clean_one(start_venues, tmp_
         store = LocalObjectStore(tmp_path / venue_id)
         # A 1 s client timeout, so the simulator's 3 s hangs are real timeouts.
         results[venue_id] = ingest_candle_series(
-            source(venue_id, urls[venue_id], timeout_seconds=1.0), store, symbol="BTC/USDT", timeframe="1m",
-            start=end - 8000 * MINUTE_MS, end=end, page_limit=1000, policy=FAST_RETRIES)
+            source(venue_id, urls[venue_id], timeout_seconds=1.0),
+            store,
+            symbol="BTC/USDT",
+            timeframe="1m",
+            start=end - 8000 * MINUTE_MS,
+            end=end,
+            page_limit=1000,
+            policy=FAST_RETRIES,
+        )
     clean, chaos = results["clean"], results["chaos"]
     assert chaos.status == clean.status == "stored"
     assert chaos.retries > 0 and clean.retries == 0
@@ -89,16 +137,25 @@ def test_a_chaos_venue_yields_the_same_objects_as_a_clean_one(start_venues, tmp_
 def test_a_down_venue_fails_with_the_reason_after_retries(start_venues, tmp_path):
     urls = start_venues(venue("gone", 3, "down"))
     end = int(time.time() * 1000)
-    result = ingest_candle_series(source("gone", urls["gone"]), LocalObjectStore(tmp_path), symbol="BTC/USDT",
-                                  timeframe="1m", start=end - 100 * MINUTE_MS, end=end, page_limit=1000,
-                                  policy=RetryPolicy(max_attempts=3, base_delay_seconds=0.01))
+    result = ingest_candle_series(
+        source("gone", urls["gone"]),
+        LocalObjectStore(tmp_path),
+        symbol="BTC/USDT",
+        timeframe="1m",
+        start=end - 100 * MINUTE_MS,
+        end=end,
+        page_limit=1000,
+        policy=RetryPolicy(max_attempts=3, base_delay_seconds=0.01),
+    )
     assert result.status == "failed" and result.objects == []
     assert "gave up after 3 attempts" in result.error and "gone" in result.error
 
 
 def test_an_unknown_symbol_lists_what_the_venue_has(start_venues):
     urls = start_venues(venue("a", 1))
-    with pytest.raises(UnknownSymbolError, match=r"'DOGE/USDT' is not listed; it lists 2 symbols: BTC/USDT, ETH/USDT"):
+    with pytest.raises(
+        UnknownSymbolError, match=r"'DOGE/USDT' is not listed; it lists 2 symbols: BTC/USDT, ETH/USDT"
+    ):
         source("a", urls["a"]).require_symbol("DOGE/USDT")
 
 
@@ -110,15 +167,37 @@ def test_an_unknown_exchange_id_suggests_close_ones():
 def test_order_book_and_new_trades_are_stored(start_venues, tmp_path):
     urls = start_venues(venue("a", 1))
     store = LocalObjectStore(tmp_path)
-    result = snapshot_market(source("a", urls["a"]), store, symbol="BTC/USDT", depth=20, trades_limit=100,
-                             last_trade_timestamp=None, policy=FAST_RETRIES)
+    result = snapshot_market(
+        source("a", urls["a"]),
+        store,
+        symbol="BTC/USDT",
+        depth=20,
+        trades_limit=100,
+        last_trade_timestamp=None,
+        policy=FAST_RETRIES,
+    )
     assert result.status == "stored" and result.book_levels == 40 and result.trades == 100
     book = decode_parquet(store.get(next(o["key"] for o in result.objects if o["dataset"] == "order_books")))
-    bids = [p for s, p in zip(book.column("side").to_pylist(), book.column("price").to_pylist()) if s == "bid"]
-    asks = [p for s, p in zip(book.column("side").to_pylist(), book.column("price").to_pylist()) if s == "ask"]
+    bids = [
+        p
+        for s, p in zip(book.column("side").to_pylist(), book.column("price").to_pylist(), strict=True)
+        if s == "bid"
+    ]
+    asks = [
+        p
+        for s, p in zip(book.column("side").to_pylist(), book.column("price").to_pylist(), strict=True)
+        if s == "ask"
+    ]
     assert bids == sorted(bids, reverse=True) and asks == sorted(asks) and bids[0] < asks[0]
     trades = decode_parquet(store.get(next(o["key"] for o in result.objects if o["dataset"] == "trades")))
     newest = max(trades.column("timestamp").to_pylist())
-    again = snapshot_market(source("a", urls["a"]), store, symbol="BTC/USDT", depth=0, trades_limit=100,
-                            last_trade_timestamp=newest, policy=FAST_RETRIES)
+    again = snapshot_market(
+        source("a", urls["a"]),
+        store,
+        symbol="BTC/USDT",
+        depth=0,
+        trades_limit=100,
+        last_trade_timestamp=newest,
+        policy=FAST_RETRIES,
+    )
     assert again.trades < 100  # only trades newer than the stored ones

@@ -1,7 +1,15 @@
 """The same lake code against S3 (moto's server, over real HTTP)."""
 
 import numpy as np
-from tradeflow.storage.lake import candles_table, publish_manifest, read_series, read_state, series_key, write_partitioned
+
+from tradeflow.storage.lake import (
+    candles_table,
+    publish_manifest,
+    read_series,
+    read_state,
+    series_key,
+    write_partitioned,
+)
 from tradeflow.storage.objectstore import open_store
 from tradeflow.timeframes import MINUTE_MS
 
@@ -10,8 +18,16 @@ DAY0 = 1_700_006_400_000
 
 def rows(count):
     times = DAY0 + MINUTE_MS * np.arange(count)
-    return np.column_stack([times, np.full(count, 1.0), np.full(count, 2.0), np.full(count, 0.5),
-                            np.full(count, 1.5), np.full(count, 10.0)])
+    return np.column_stack(
+        [
+            times,
+            np.full(count, 1.0),
+            np.full(count, 2.0),
+            np.full(count, 0.5),
+            np.full(count, 1.5),
+            np.full(count, 10.0),
+        ]
+    )
 
 
 def test_create_only_writes_use_conditional_puts_and_encryption(moto_server, s3_bucket):
@@ -28,13 +44,17 @@ def test_create_only_writes_use_conditional_puts_and_encryption(moto_server, s3_
 
 def test_the_lake_on_s3_round_trips_and_dedupes(moto_server, s3_bucket):
     store = open_store(f"s3://{s3_bucket}/lake", s3_endpoint_url=moto_server)
-    objects = write_partitioned(store, "candles", candles_table(rows(100)), venue="v", symbol="BTC/USDT", timeframe="1m")
+    objects = write_partitioned(
+        store, "candles", candles_table(rows(100)), venue="v", symbol="BTC/USDT", timeframe="1m"
+    )
     manifest = publish_manifest(store, read_state(store), objects, created_at=1, config_hash="h", run={})
     assert manifest["sequence"] == 1
     state = read_state(store)
     table = read_series(store, state, series_key("v", "BTC/USDT", "1m"))
     assert table.num_rows == 100 and table.column("close").to_pylist()[0] == 1.5
-    again = write_partitioned(store, "candles", candles_table(rows(100)), venue="v", symbol="BTC/USDT", timeframe="1m")
+    again = write_partitioned(
+        store, "candles", candles_table(rows(100)), venue="v", symbol="BTC/USDT", timeframe="1m"
+    )
     assert not any(o.written for o in again)
     assert publish_manifest(store, state, again, created_at=2, config_hash="h", run={}) is None
     assert store.describe().startswith(f"s3://{s3_bucket}/lake")

@@ -49,9 +49,7 @@ from tradeflow.simulator.faults import (
 
 MINUTE = 60_000
 
-BTC = SymbolSpec(
-    symbol="BTC/USDT", base_price=60_000.0, tick_size=0.01, step_size=0.00001
-)
+BTC = SymbolSpec(symbol="BTC/USDT", base_price=60_000.0, tick_size=0.01, step_size=0.00001)
 ETH_BTC = SymbolSpec(
     symbol="ETH/BTC",
     base_price=0.05,
@@ -70,9 +68,7 @@ def point_at(exchange: ccxt.binance, base_url: str) -> None:
             return {key: rewrite(item) for key, item in value.items()}
         if isinstance(value, str) and value.startswith(("http://", "https://")):
             parts = urlsplit(value)
-            return urlunsplit(
-                (origin.scheme, origin.netloc, parts.path, parts.query, parts.fragment)
-            )
+            return urlunsplit((origin.scheme, origin.netloc, parts.path, parts.query, parts.fragment))
         return value
 
     exchange.urls["api"] = rewrite(exchange.urls["api"])
@@ -143,16 +139,9 @@ def test_load_markets_reads_precision_and_limits_from_the_filters(
     btc, eth = markets["BTC/USDT"], markets["ETH/BTC"]
     assert btc["id"] == "BTCUSDT" and btc["spot"] and btc["active"]
     assert btc["precision"]["price"] == 0.01 and btc["precision"]["amount"] == 0.00001
-    assert (
-        btc["limits"]["amount"]["min"] == 0.00001
-        and btc["limits"]["cost"]["min"] == 5.0
-    )
-    assert (
-        btc["limits"]["price"]["min"] == 0.01 and btc["limits"]["price"]["max"] > 60_000
-    )
-    assert (
-        eth["precision"]["price"] == 0.000001 and eth["precision"]["amount"] == 0.0001
-    )
+    assert btc["limits"]["amount"]["min"] == 0.00001 and btc["limits"]["cost"]["min"] == 5.0
+    assert btc["limits"]["price"]["min"] == 0.01 and btc["limits"]["price"]["max"] > 60_000
+    assert eth["precision"]["price"] == 0.000001 and eth["precision"]["amount"] == 0.0001
     assert eth["limits"]["cost"]["min"] == 0.0001
 
 
@@ -173,15 +162,11 @@ def test_fetch_ohlcv_paginates_3000_candles_equal_to_the_reference(
     got = np.array(candles[:3000], dtype=float)
     times = got[:, 0].astype(np.int64)
     assert np.all(np.diff(times) == MINUTE), "no gaps, no duplicates"
-    expected = _reference(cluster, "alpha").klines(
-        "BTC/USDT", "1m", since, since + 2999 * MINUTE, now
-    )
+    expected = _reference(cluster, "alpha").klines("BTC/USDT", "1m", since, since + 2999 * MINUTE, now)
     np.testing.assert_array_equal(got, expected)
     # The other venue prices the same market a few bps away (bias 4 bps plus noise).
     other = np.array(
-        binance(cluster.base_urls["beta"]).fetch_ohlcv(
-            "BTC/USDT", "1m", since=since, limit=1000
-        )
+        binance(cluster.base_urls["beta"]).fetch_ohlcv("BTC/USDT", "1m", since=since, limit=1000)
     )
     gap_bps = np.log(other[:, 4] / got[:1000, 4]) * 1e4
     assert 1.0 < float(np.median(gap_bps)) < 8.0 and float(np.abs(gap_bps).max()) < 40.0
@@ -195,19 +180,12 @@ def test_order_book_trades_ticker_and_time_parse(cluster: RunningCluster) -> Non
     assert book["bids"][0][0] < book["asks"][0][0] and isinstance(book["nonce"], int)
     trades = exchange.fetch_trades("BTC/USDT", limit=500)
     assert len(trades) == 500
-    assert all(
-        t["side"] in ("buy", "sell") and t["price"] > 0 and t["amount"] > 0
-        for t in trades
-    )
+    assert all(t["side"] in ("buy", "sell") and t["price"] > 0 and t["amount"] > 0 for t in trades)
     assert [t["timestamp"] for t in trades] == sorted(t["timestamp"] for t in trades)
     ticker = exchange.fetch_ticker("BTC/USDT")
     assert ticker["symbol"] == "BTC/USDT"
     assert ticker["low"] <= ticker["last"] <= ticker["high"]
-    assert (
-        ticker["bid"] < ticker["ask"]
-        and ticker["baseVolume"] > 0
-        and ticker["vwap"] > 0
-    )
+    assert ticker["bid"] < ticker["ask"] and ticker["baseVolume"] > 0 and ticker["vwap"] > 0
     assert abs(ticker["last"] / book["bids"][0][0] - 1) < 0.01
     server_time = exchange.fetch_time()
     assert abs(server_time - exchange.milliseconds()) < 5_000
@@ -234,12 +212,14 @@ def test_weight_budget_answers_429_with_retry_after(faulty: RunningCluster) -> N
     exchange = binance(faulty.base_urls["tight"])
     exchange.load_markets()  # weight 20 of 60
     used = []
-    with pytest.raises(ccxt.DDoSProtection, match="-1003"):
+
+    def spend_until_refused() -> None:
         for i in range(200):
-            exchange.fetch_ohlcv(
-                "BTC/USDT", "1m", limit=5, since=1_700_000_000_000 + i * MINUTE
-            )
+            exchange.fetch_ohlcv("BTC/USDT", "1m", limit=5, since=1_700_000_000_000 + i * MINUTE)
             used.append(int(exchange.last_response_headers["X-MBX-USED-WEIGHT-1M"]))
+
+    with pytest.raises(ccxt.DDoSProtection, match="-1003"):
+        spend_until_refused()
     headers = exchange.last_response_headers
     assert 1 <= int(headers["Retry-After"]) <= 60
     assert int(headers["X-MBX-USED-WEIGHT-1M"]) > 50
@@ -259,9 +239,7 @@ def _find_fault_requests(seed: int, limit: int = 5) -> dict[FaultKind, int]:
             "symbol": "BTCUSDT",
             "startTime": str(since),
         }
-        kind = fault_for_attempt(
-            chaos, seed, request_key("GET", "/api/v3/klines", query.items()), 0
-        )
+        kind = fault_for_attempt(chaos, seed, request_key("GET", "/api/v3/klines", query.items()), 0)
         if kind is not None and kind not in found:
             found[kind] = since
         if len(found) == len(FaultKind):
@@ -343,9 +321,7 @@ def test_chaos_venue_produces_each_transport_fault_as_a_ccxt_outcome(
                 break
         else:
             raise AssertionError(f"{kind} never got through")
-        expected = reference.klines(
-            "BTC/USDT", "1m", since, since + 4 * MINUTE, exchange.milliseconds()
-        )
+        expected = reference.klines("BTC/USDT", "1m", since, since + 4 * MINUTE, exchange.milliseconds())
         np.testing.assert_array_equal(np.array(rows, dtype=float), expected)
 
 
@@ -361,9 +337,7 @@ def test_down_venue_fails_every_call(faulty: RunningCluster) -> None:
 
 def test_thread_mode_stop_releases_ports_and_threads() -> None:
     def serving_threads() -> int:
-        return sum(
-            t.name == "venue-cluster" and t.is_alive() for t in threading.enumerate()
-        )
+        return sum(t.name == "venue-cluster" and t.is_alive() for t in threading.enumerate())
 
     before = serving_threads()
     spec = ClusterSpec(symbols=[BTC], venues=[VenueSpec(id="solo", seed=1)])
@@ -388,12 +362,8 @@ def test_process_mode_starts_serves_and_stops() -> None:
         exchange.load_markets()
         now = exchange.milliseconds()
         since = now - now % MINUTE - 1001 * MINUTE
-        rows = np.array(
-            exchange.fetch_ohlcv("ETH/BTC", "1m", since=since, limit=1000), dtype=float
-        )
-        expected = _reference(running, "p2").klines(
-            "ETH/BTC", "1m", since, since + 999 * MINUTE, now
-        )
+        rows = np.array(exchange.fetch_ohlcv("ETH/BTC", "1m", since=since, limit=1000), dtype=float)
+        expected = _reference(running, "p2").klines("ETH/BTC", "1m", since, since + 999 * MINUTE, now)
         np.testing.assert_array_equal(rows, expected)
     finally:
         running.stop()
@@ -427,9 +397,7 @@ def test_async_ccxt_works_too(cluster: RunningCluster) -> None:
     rows = np.array(asyncio.run(main()), dtype=float)
     assert len(rows) == 24
     now = int(time.time() * 1000)
-    expected = _reference(cluster, "beta").klines(
-        "BTC/USDT", "1h", int(rows[0, 0]), int(rows[-2, 0]), now
-    )
+    expected = _reference(cluster, "beta").klines("BTC/USDT", "1h", int(rows[0, 0]), int(rows[-2, 0]), now)
     np.testing.assert_array_equal(rows[:-1], expected)
 
 
@@ -439,9 +407,7 @@ def test_a_busy_port_fails_start_with_a_clear_error(mode: str) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        spec = ClusterSpec(
-            symbols=[BTC], venues=[VenueSpec(id="clash", seed=1, port=port)]
-        )
+        spec = ClusterSpec(symbols=[BTC], venues=[VenueSpec(id="clash", seed=1, port=port)])
         with pytest.raises(RuntimeError) as failure:
             VenueCluster(spec).start(mode)  # type: ignore[arg-type]
     detail = str(failure.value) + repr(failure.value.__cause__)

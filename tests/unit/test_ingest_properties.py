@@ -39,8 +39,12 @@ class RecordedSource:
         faults = self.schedule[self.requests] if self.requests < len(self.schedule) else []
         if faults:
             kind = faults.pop(0)
-            raise RetryableSourceError(self.venue, f"scheduled {kind}", kind=kind,
-                                       retry_after_seconds=1.0 if kind == "rate_limit" else None)
+            raise RetryableSourceError(
+                self.venue,
+                f"scheduled {kind}",
+                kind=kind,
+                retry_after_seconds=1.0 if kind == "rate_limit" else None,
+            )
         self.requests += 1
         inside = (self.rows[:, 0] >= since) & (self.rows[:, 0] <= until)
         return self.rows[inside][:limit]
@@ -49,15 +53,25 @@ class RecordedSource:
 @pytest.fixture(scope="module")
 def ada_btc(real_data):
     table = pq.read_table(real_data / "binance" / "ADA-BTC_5m.parquet")
-    return np.column_stack([table.column(c).to_numpy() for c in ("timestamp", "open", "high", "low", "close", "volume")]).astype(float)
+    return np.column_stack(
+        [table.column(c).to_numpy() for c in ("timestamp", "open", "high", "low", "close", "volume")]
+    ).astype(float)
 
 
 def ingest(rows, schedule, sleeps):
     with tempfile.TemporaryDirectory() as folder:
         start, end = int(rows[0, 0]), int(rows[-1, 0]) + 5 * MINUTE_MS
-        result = ingest_candle_series(RecordedSource(rows, schedule), LocalObjectStore(folder), symbol="ADA/BTC",
-                                      timeframe="5m", start=start, end=end, page_limit=1000, policy=POLICY,
-                                      sleep=sleeps.append)
+        result = ingest_candle_series(
+            RecordedSource(rows, schedule),
+            LocalObjectStore(folder),
+            symbol="ADA/BTC",
+            timeframe="5m",
+            start=start,
+            end=end,
+            page_limit=1000,
+            policy=POLICY,
+            sleep=sleeps.append,
+        )
         return result
 
 
@@ -69,7 +83,9 @@ def test_real_holes_are_counted_not_patched(ada_btc):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(schedule=st.lists(st.lists(st.sampled_from(FAULT_KINDS), max_size=POLICY.max_attempts - 1), max_size=8))
+@given(
+    schedule=st.lists(st.lists(st.sampled_from(FAULT_KINDS), max_size=POLICY.max_attempts - 1), max_size=8)
+)
 def test_any_recoverable_fault_schedule_stores_what_a_clean_run_stores(ada_btc, schedule):
     clean = ingest(ada_btc, [], [])
     sleeps: list[float] = []
@@ -91,9 +107,17 @@ def test_a_series_that_outlives_its_timeout_fails_between_requests(ada_btc):
     ticks = iter(range(0, 10_000, 10))  # every clock read advances 10 s
 
     with tempfile.TemporaryDirectory() as folder:
-        result = ingest_candle_series(RecordedSource(ada_btc), LocalObjectStore(folder), symbol="ADA/BTC",
-                                      timeframe="5m", start=int(ada_btc[0, 0]), end=int(ada_btc[-1, 0]),
-                                      page_limit=1000, policy=POLICY, timeout_seconds=25,
-                                      clock=lambda: next(ticks))
+        result = ingest_candle_series(
+            RecordedSource(ada_btc),
+            LocalObjectStore(folder),
+            symbol="ADA/BTC",
+            timeframe="5m",
+            start=int(ada_btc[0, 0]),
+            end=int(ada_btc[-1, 0]),
+            page_limit=1000,
+            policy=POLICY,
+            timeout_seconds=25,
+            clock=lambda: next(ticks),
+        )
     assert result.status == "failed" and result.objects == []
     assert "timed out after 25 s with 2 of 6 pages (ingest.series_timeout_seconds)" in result.error

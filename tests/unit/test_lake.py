@@ -28,20 +28,25 @@ def candles(start, count, price=100.0):
 def test_objects_split_by_day_and_named_by_content(tmp_path):
     store = LocalObjectStore(tmp_path)
     rows = candles(DAY0 + DAY_MS - 10 * MINUTE_MS, 30)  # 10 on day 0, 20 on day 1
-    objects = write_partitioned(store, "candles", candles_table(rows), venue="v", symbol="BTC/USDT", timeframe="1m")
+    objects = write_partitioned(
+        store, "candles", candles_table(rows), venue="v", symbol="BTC/USDT", timeframe="1m"
+    )
     assert [o.rows for o in objects] == [10, 20]
     assert [o.day for o in objects] == ["2023-11-15", "2023-11-16"]
     assert all(o.key.startswith("raw/candles/venue=v/symbol=BTC-USDT/timeframe=1m/day=") for o in objects)
     assert all(o.key.endswith(f"/{o.sha256}.parquet") and o.written for o in objects)
-    again = write_partitioned(store, "candles", candles_table(rows), venue="v", symbol="BTC/USDT", timeframe="1m")
+    again = write_partitioned(
+        store, "candles", candles_table(rows), venue="v", symbol="BTC/USDT", timeframe="1m"
+    )
     assert [o.key for o in again] == [o.key for o in objects]  # same rows, same bytes, same keys
     assert not any(o.written for o in again)  # and nothing was written twice
 
 
 def test_nothing_is_visible_until_the_manifest_and_reruns_publish_nothing(tmp_path):
     store = LocalObjectStore(tmp_path)
-    objects = write_partitioned(store, "candles", candles_table(candles(DAY0, 50)), venue="v",
-                                symbol="BTC/USDT", timeframe="1m")
+    objects = write_partitioned(
+        store, "candles", candles_table(candles(DAY0, 50)), venue="v", symbol="BTC/USDT", timeframe="1m"
+    )
     assert read_state(store).series == {}  # written but unpublished: invisible
     manifest = publish_manifest(store, read_state(store), objects, created_at=1, config_hash="h", run={})
     assert manifest is not None and manifest["sequence"] == 1
@@ -54,10 +59,18 @@ def test_nothing_is_visible_until_the_manifest_and_reruns_publish_nothing(tmp_pa
 
 def test_manifests_chain_and_carry_the_whole_state(tmp_path):
     store = LocalObjectStore(tmp_path)
-    first = write_partitioned(store, "candles", candles_table(candles(DAY0, 10)), venue="v", symbol="X/Y", timeframe="1m")
+    first = write_partitioned(
+        store, "candles", candles_table(candles(DAY0, 10)), venue="v", symbol="X/Y", timeframe="1m"
+    )
     m1 = publish_manifest(store, read_state(store), first, created_at=1, config_hash="h", run={})
-    second = write_partitioned(store, "candles", candles_table(candles(DAY0 + 10 * MINUTE_MS, 10, 200)),
-                               venue="v", symbol="X/Y", timeframe="1m")
+    second = write_partitioned(
+        store,
+        "candles",
+        candles_table(candles(DAY0 + 10 * MINUTE_MS, 10, 200)),
+        venue="v",
+        symbol="X/Y",
+        timeframe="1m",
+    )
     m2 = publish_manifest(store, read_state(store), second, created_at=2, config_hash="h", run={})
     assert m2["parent"] == m1["batch_id"] and m2["sequence"] == 2
     table = read_series(store, read_state(store), series_key("v", "X/Y", "1m"))
@@ -66,9 +79,13 @@ def test_manifests_chain_and_carry_the_whole_state(tmp_path):
 
 def test_a_second_writer_cannot_publish_the_same_sequence(tmp_path):
     store = LocalObjectStore(tmp_path)
-    objects = write_partitioned(store, "candles", candles_table(candles(DAY0, 5)), venue="v", symbol="X/Y", timeframe="1m")
+    objects = write_partitioned(
+        store, "candles", candles_table(candles(DAY0, 5)), venue="v", symbol="X/Y", timeframe="1m"
+    )
     publish_manifest(store, LakeState(), objects, created_at=1, config_hash="h", run={})
-    other = write_partitioned(store, "candles", candles_table(candles(DAY0, 5, 7)), venue="w", symbol="X/Y", timeframe="1m")
+    other = write_partitioned(
+        store, "candles", candles_table(candles(DAY0, 5, 7)), venue="w", symbol="X/Y", timeframe="1m"
+    )
     with pytest.raises(ConcurrentPublishError, match="published by another run"):
         publish_manifest(store, LakeState(), other, created_at=2, config_hash="h", run={})
 

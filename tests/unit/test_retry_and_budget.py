@@ -31,8 +31,14 @@ def test_retries_until_success_and_counts_by_kind():
     sleeps = []
     request = FlakyRequest([rate_limited(), RetryableSourceError("v", "x", kind="timeout")])
     stats = RetryStats()
-    result = call_with_retry(request, RetryPolicy(max_attempts=3), venue="v", stats=stats,
-                             sleep=sleeps.append, rng=random.Random(1))
+    result = call_with_retry(
+        request,
+        RetryPolicy(max_attempts=3),
+        venue="v",
+        stats=stats,
+        sleep=sleeps.append,
+        rng=random.Random(1),
+    )
     assert result == "payload"
     assert request.calls == 3
     assert stats.retries == 2 and stats.by_kind == {"rate_limit": 1, "timeout": 1}
@@ -41,8 +47,13 @@ def test_retries_until_success_and_counts_by_kind():
 
 def test_retry_after_is_a_floor_on_the_wait():
     sleeps = []
-    call_with_retry(FlakyRequest([rate_limited(seconds=7)]), RetryPolicy(base_delay_seconds=0.1),
-                    venue="v", sleep=sleeps.append, rng=random.Random(0))
+    call_with_retry(
+        FlakyRequest([rate_limited(seconds=7)]),
+        RetryPolicy(base_delay_seconds=0.1),
+        venue="v",
+        sleep=sleeps.append,
+        rng=random.Random(0),
+    )
     assert sleeps == [pytest.approx(7.0)]
 
 

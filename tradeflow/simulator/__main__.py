@@ -22,15 +22,9 @@ from tradeflow.simulator.spec import ClusterSpec
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tradeflow.simulator")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser(
-        "serve", help="serve a cluster of venues until SIGTERM/SIGINT"
-    )
-    serve.add_argument(
-        "--spec", required=True, type=Path, help="ClusterSpec as a JSON file"
-    )
-    serve.add_argument(
-        "--log-level", default="WARNING", help="logging level for stderr"
-    )
+    serve = commands.add_parser("serve", help="serve a cluster of venues until SIGTERM/SIGINT")
+    serve.add_argument("--spec", required=True, type=Path, help="ClusterSpec as a JSON file")
+    serve.add_argument("--log-level", default="WARNING", help="logging level for stderr")
     serve.add_argument(
         "--stop-on-stdin-eof",
         action="store_true",

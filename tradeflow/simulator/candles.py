@@ -54,12 +54,7 @@ class Candles:
             return EMPTY
         if len(parts) == 1:
             return parts[0]
-        return Candles(
-            *(
-                np.concatenate([getattr(p, f.name) for p in parts])
-                for f in fields(Candles)
-            )
-        )
+        return Candles(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Candles)))
 
     def freeze(self) -> Candles:
         """Make every column read-only so cached batches cannot be corrupted by callers."""
@@ -82,9 +77,7 @@ EMPTY = Candles(
 ).freeze()
 
 
-def aggregate(
-    minutes: Candles, present: BoolArray, group: int
-) -> tuple[Candles, BoolArray]:
+def aggregate(minutes: Candles, present: BoolArray, group: int) -> tuple[Candles, BoolArray]:
     """Aggregate consecutive groups of 1m candles into longer candles.
 
     Missing minutes (``present`` False) are skipped: open is the first present minute's open,

@@ -82,10 +82,7 @@ async def _stop_venues(serving: _Serving) -> None:
 
 
 def _with_ports(spec: ClusterSpec, base_urls: dict[str, str]) -> ClusterSpec:
-    venues = [
-        v.model_copy(update={"port": int(base_urls[v.id].rsplit(":", 1)[1])})
-        for v in spec.venues
-    ]
+    venues = [v.model_copy(update={"port": int(base_urls[v.id].rsplit(":", 1)[1])}) for v in spec.venues]
     return spec.model_copy(update={"venues": venues})
 
 
@@ -236,7 +233,7 @@ def _start_thread(spec: ClusterSpec) -> RunningCluster:
     def run() -> None:
         try:
             asyncio.run(main())
-        except BaseException as exc:  # noqa: BLE001 - handed to the starting thread
+        except BaseException as exc:
             state["error"] = exc
         finally:
             ready.set()
@@ -351,9 +348,7 @@ def _start_process(spec: ClusterSpec) -> RunningCluster:
         raise RuntimeError(
             f"simulator process failed to start (exit code {code}): {exc!r}\n{detail}"
         ) from exc
-    return RunningCluster(
-        urls, _with_ports(spec, urls), "process", cleanup, pid=proc.pid
-    )
+    return RunningCluster(urls, _with_ports(spec, urls), "process", cleanup, pid=proc.pid)
 
 
 def _tail_safely(stream: IO[bytes]) -> str:

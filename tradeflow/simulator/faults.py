@@ -33,9 +33,7 @@ def request_key(method: str, path: str, query: Iterable[tuple[str, str]]) -> str
     return f"{method} {path}?{urlencode(sorted(query))}"
 
 
-def fault_for_attempt(
-    faults: TransportFaults, seed: int, key: str, attempt: int
-) -> FaultKind | None:
+def fault_for_attempt(faults: TransportFaults, seed: int, key: str, attempt: int) -> FaultKind | None:
     """Return the fault drawn for one attempt, ignoring the consecutive-fault cap.
 
     Args:
@@ -55,9 +53,7 @@ def fault_for_attempt(
     return None
 
 
-def fault_schedule(
-    faults: TransportFaults, seed: int, key: str, attempts: int
-) -> list[FaultKind | None]:
+def fault_schedule(faults: TransportFaults, seed: int, key: str, attempts: int) -> list[FaultKind | None]:
     """Return the faults of a key's first ``attempts`` attempts, cap applied.
 
     After ``max_consecutive_faults`` faulted attempts in a row the next attempt succeeds.
@@ -78,9 +74,7 @@ def variant(seed: int, key: str, attempt: int, choices: int) -> int:
     return int(rng.unit(seed, "variant", key, attempt) * choices) % choices
 
 
-def latency_seconds(
-    mean_ms: float, jitter_ms: float, seed: int, key: str, attempt: int
-) -> float:
+def latency_seconds(mean_ms: float, jitter_ms: float, seed: int, key: str, attempt: int) -> float:
     """Return the added latency of an attempt: mean plus a deterministic uniform jitter."""
     if mean_ms <= 0 and jitter_ms <= 0:
         return 0.0
@@ -93,8 +87,7 @@ def in_outage(faults: TransportFaults, seconds_since_start: float) -> bool:
     if faults.down:
         return True
     return any(
-        w.start_seconds <= seconds_since_start < w.start_seconds + w.duration_seconds
-        for w in faults.outages
+        w.start_seconds <= seconds_since_start < w.start_seconds + w.duration_seconds for w in faults.outages
     )
 
 

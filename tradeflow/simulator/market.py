@@ -38,9 +38,7 @@ _MAX_TRADE_LOOKBACK_MINUTES = 3 * DAY_MINUTES
 _BOOK_LEVELS = 5000
 
 _BLOCKS: LruCache[tuple[object, ...], DayBlock] = LruCache(maxsize=384)
-_INTERVAL_DAYS: LruCache[tuple[object, ...], tuple[Candles, BoolArray]] = LruCache(
-    maxsize=4096
-)
+_INTERVAL_DAYS: LruCache[tuple[object, ...], tuple[Candles, BoolArray]] = LruCache(maxsize=4096)
 _BOOKS: LruCache[tuple[object, ...], OrderBook] = LruCache(maxsize=64)
 
 
@@ -183,9 +181,7 @@ class VenueMarket:
         days = minutes // DAY_MINUTES
         for day in np.unique(days):
             sel = days == day
-            out[sel] = self.path.day_log_prices(int(day))[
-                minutes[sel] - int(day) * DAY_MINUTES
-            ]
+            out[sel] = self.path.day_log_prices(int(day))[minutes[sel] - int(day) * DAY_MINUTES]
         return out
 
     def _clean_price_at_minute(self, minute: int) -> float:
@@ -196,9 +192,7 @@ class VenueMarket:
     def _stale_hours(self, hours: IntArray) -> BoolArray:
         if not self._faults.stale:
             return np.zeros(len(hours), dtype=bool)
-        result: BoolArray = (
-            rng.hashed_units(self._stale_key, hours) < self._faults.stale
-        )
+        result: BoolArray = rng.hashed_units(self._stale_key, hours) < self._faults.stale
         return result
 
     def _frozen_price(self, hour: int) -> float:
@@ -225,9 +219,7 @@ class VenueMarket:
         log_p = self.venue_log_prices(minutes, self.path.day_log_prices(day))
         price = np.maximum(tick.round(np.exp(log_p)), tick.size)
         o, c = price[:-1].copy(), price[1:].copy()
-        z = rng.generator(
-            self._venue_seed, self.spec.symbol, "shape", day
-        ).standard_normal((4, n))
+        z = rng.generator(self._venue_seed, self.spec.symbol, "shape", day).standard_normal((4, n))
         high = tick.ceil(np.maximum(o, c) * np.exp(np.abs(z[0]) * sigma * 0.8))
         low = np.maximum(
             tick.floor(np.minimum(o, c) * np.exp(-np.abs(z[1]) * sigma * 0.8)),
@@ -236,12 +228,8 @@ class VenueMarket:
         ret = np.diff(log_p)
         scaled = np.clip(ret / sigma, -8.0, 8.0)
         activity = 0.4 + 0.6 * np.abs(scaled)
-        volume = np.maximum(
-            step.floor(self._vbase * np.exp(0.5 * z[2] - 0.125) * activity), step.size
-        )
-        taker_frac = np.clip(
-            0.5 + 0.08 * np.clip(scaled, -3, 3) + 0.08 * z[3], 0.05, 0.95
-        )
+        volume = np.maximum(step.floor(self._vbase * np.exp(0.5 * z[2] - 0.125) * activity), step.size)
+        taker_frac = np.clip(0.5 + 0.08 * np.clip(scaled, -3, 3) + 0.08 * z[3], 0.05, 0.95)
 
         open_time = minutes[:-1] * MINUTE_MS
         listed = minutes[:-1] >= self._listing_minute
@@ -254,17 +242,13 @@ class VenueMarket:
             o[sl] = c[sl] = high[sl] = low[sl] = frozen
             volume[sl] = 0.0
         if self._faults.spikes:
-            spiked = (
-                rng.hashed_units(self._spike_key, minutes[:-1]) < self._faults.spikes
-            ) & ~stale
+            spiked = (rng.hashed_units(self._spike_key, minutes[:-1]) < self._faults.spikes) & ~stale
             if spiked.any():
                 up = rng.hashed_units(self._spike_dir_key, minutes[:-1]) < 0.5
                 s = self._faults.spike_size
                 up_idx, down_idx = spiked & up, spiked & ~up
                 c[up_idx] = tick.round(c[up_idx] * (1.0 + s))
-                high[up_idx] = np.maximum(
-                    tick.ceil(high[up_idx] * (1.0 + s)), c[up_idx]
-                )
+                high[up_idx] = np.maximum(tick.ceil(high[up_idx] * (1.0 + s)), c[up_idx])
                 c[down_idx] = np.maximum(tick.round(c[down_idx] * (1.0 - s)), tick.size)
                 low[down_idx] = np.maximum(
                     np.minimum(tick.floor(low[down_idx] * (1.0 - s)), c[down_idx]),
@@ -276,9 +260,9 @@ class VenueMarket:
 
         total = volume.sum()
         if total > 0:
-            counts = rng.generator(
-                self._venue_seed, self.spec.symbol, "ntrades", day
-            ).multinomial(TRADES_PER_DAY, volume / total)
+            counts = rng.generator(self._venue_seed, self.spec.symbol, "ntrades", day).multinomial(
+                TRADES_PER_DAY, volume / total
+            )
         else:
             counts = np.zeros(n, dtype=np.int64)
         first_of_day = max(day - self._listing_day, 0) * TRADES_PER_DAY
@@ -286,9 +270,7 @@ class VenueMarket:
 
         present = listed.copy()
         if self._faults.holes:
-            present &= (
-                rng.hashed_units(self._hole_key, minutes[:-1]) >= self._faults.holes
-            )
+            present &= rng.hashed_units(self._hole_key, minutes[:-1]) >= self._faults.holes
         candles = Candles(
             open_time=open_time,
             open=o,
@@ -363,12 +345,8 @@ class VenueMarket:
         bridge = walk - (np.arange(61) / 60.0)[None, :] * walk[:, -1:]
         frac = second / 60.0
         log_o = np.log(rows.open)
-        log_p = (
-            log_o + frac * (np.log(rows.close) - log_o) + sigma * bridge[which, second]
-        )
-        result: FloatArray = np.clip(
-            self.tick.round(np.exp(log_p)), rows.low, rows.high
-        )
+        log_p = log_o + frac * (np.log(rows.close) - log_o) + sigma * bridge[which, second]
+        result: FloatArray = np.clip(self.tick.round(np.exp(log_p)), rows.low, rows.high)
         return result
 
     def _partial_minute(self, minute: int, now_ms: int) -> Candles:
@@ -424,9 +402,7 @@ class VenueMarket:
 
         return _INTERVAL_DAYS.get_or_create((self._key, day, group), build)
 
-    def _interval_day_at(
-        self, group: int, day: int, now_ms: int
-    ) -> tuple[Candles, BoolArray]:
+    def _interval_day_at(self, group: int, day: int, now_ms: int) -> tuple[Candles, BoolArray]:
         day_start = day * DAY_MS
         if day_start > now_ms:
             return EMPTY, np.zeros(0, dtype=bool)
@@ -484,17 +460,11 @@ class VenueMarket:
         Returns:
             Candles, oldest first.
         """
-        lo_ms = max(
-            lo_ms, self.listed_since_ms - self.listed_since_ms % (group * MINUTE_MS)
-        )
+        lo_ms = max(lo_ms, self.listed_since_ms - self.listed_since_ms % (group * MINUTE_MS))
         if lo_ms > hi_ms or (limit is not None and limit <= 0):
             return EMPTY
         first_day, last_day = lo_ms // DAY_MS, hi_ms // DAY_MS
-        days = (
-            range(last_day, first_day - 1, -1)
-            if from_end
-            else range(first_day, last_day + 1)
-        )
+        days = range(last_day, first_day - 1, -1) if from_end else range(first_day, last_day + 1)
         parts: list[Candles] = []
         count = 0
         for day in days:
@@ -513,9 +483,7 @@ class VenueMarket:
             parts.reverse()
         out = Candles.concat(parts)
         if limit is not None and len(out) > limit:
-            out = out.take(
-                slice(len(out) - limit, None) if from_end else slice(0, limit)
-            )
+            out = out.take(slice(len(out) - limit, None) if from_end else slice(0, limit))
         return out
 
     # ----------------------------------------------------------------- trades
@@ -523,9 +491,7 @@ class VenueMarket:
     def recent_trades(self, limit: int, now_ms: int) -> Trades:
         """Return the last ``limit`` trades up to ``now_ms``, oldest first."""
         now_minute = now_ms // MINUTE_MS
-        floor_minute = max(
-            self._listing_minute, now_minute - _MAX_TRADE_LOOKBACK_MINUTES
-        )
+        floor_minute = max(self._listing_minute, now_minute - _MAX_TRADE_LOOKBACK_MINUTES)
         times: list[IntArray] = []
         qtys: list[FloatArray] = []
         makers: list[BoolArray] = []
@@ -537,9 +503,7 @@ class VenueMarket:
             i = minute - blk.day * DAY_MINUTES
             count = int(blk.candles.trades[i])
             if count:
-                gen = rng.generator(
-                    self._venue_seed, self.spec.symbol, "trades", minute
-                )
+                gen = rng.generator(self._venue_seed, self.spec.symbol, "trades", minute)
                 offsets = np.sort(gen.integers(0, MINUTE_MS, count))
                 weights = gen.exponential(1.0, count)
                 qty = np.maximum(
@@ -567,9 +531,7 @@ class VenueMarket:
             minute -= 1
         if not times:
             empty_i = np.empty(0, dtype=np.int64)
-            return Trades(
-                empty_i, empty_i, np.empty(0), np.empty(0), np.empty(0, dtype=bool)
-            )
+            return Trades(empty_i, empty_i, np.empty(0), np.empty(0), np.empty(0, dtype=bool))
         all_t = np.concatenate(times[::-1])[-limit:]
         return Trades(
             id=np.concatenate(ids[::-1])[-limit:],
@@ -584,9 +546,7 @@ class VenueMarket:
     def order_book(self, now_ms: int) -> OrderBook:
         """Return the full-depth book for the current second (5000 levels a side at most)."""
         second = now_ms // 1000
-        return _BOOKS.get_or_create(
-            (self._key, second), lambda: self._build_book(second)
-        )
+        return _BOOKS.get_or_create((self._key, second), lambda: self._build_book(second))
 
     def _build_book(self, second: int) -> OrderBook:
         tick, step = self.tick, self.step
@@ -602,11 +562,7 @@ class VenueMarket:
         bid_counts = bid_counts[bid_counts > 0]
         depth = np.arange(_BOOK_LEVELS)
         qbase = self._vbase / 20.0
-        sizes = (
-            qbase
-            * np.exp(0.8 * gen.standard_normal((2, _BOOK_LEVELS)))
-            * (1.0 + depth / 50.0)
-        )
+        sizes = qbase * np.exp(0.8 * gen.standard_normal((2, _BOOK_LEVELS))) * (1.0 + depth / 50.0)
         sizes = np.maximum(step.floor(sizes), step.size)
         return OrderBook(
             last_update_id=int(second * 10 + gen.integers(0, 10)),

@@ -223,9 +223,7 @@ def ticker_24h(t: Ticker24h, market: VenueMarket) -> dict[str, Any]:
     """Return the full 24hr ticker object of one symbol."""
     tick, step = market.tick, market.step
     change = tick.round_one(t.last_price - t.open_price)
-    percent = (
-        100.0 * (t.last_price - t.open_price) / t.open_price if t.open_price else 0.0
-    )
+    percent = 100.0 * (t.last_price - t.open_price) / t.open_price if t.open_price else 0.0
     vwap = t.quote_volume / t.volume if t.volume else t.last_price
     return {
         "symbol": t.symbol,

@@ -79,9 +79,7 @@ class RandomWalkPath:
             mid = (lo + hi) // 2
             # A Brownian bridge over (hi - lo) days has variance sigma^2 (hi - lo) / 4 mid-way.
             z = rng.normal(self._seed, self._spec.symbol, "bridge", lo, hi)
-            v_mid = (
-                0.5 * (v_lo + v_hi) + self._sigma_day * math.sqrt((hi - lo) / 4.0) * z
-            )
+            v_mid = 0.5 * (v_lo + v_hi) + self._sigma_day * math.sqrt((hi - lo) / 4.0) * z
             if day < mid:
                 hi, v_hi = mid, v_mid
             else:
@@ -90,9 +88,7 @@ class RandomWalkPath:
 
     def anchor(self, day: int) -> float:
         """Return the log price at the start of a UTC day."""
-        return self._log_base + self._anchor_cache.get_or_create(
-            day, lambda: self._compute_anchor(day)
-        )
+        return self._log_base + self._anchor_cache.get_or_create(day, lambda: self._compute_anchor(day))
 
     def regime(self, day: int) -> float:
         """Return the day's volatility multiplier (log-normal, mean 1)."""
@@ -188,9 +184,7 @@ def resolve_replay_file(replay: str, data_root: str | None) -> Path:
 
 
 @functools.lru_cache(maxsize=256)
-def true_path(
-    world_seed: int, spec: SymbolSpec, data_root: str | None, anchor_ms: int
-) -> TruePath:
+def true_path(world_seed: int, spec: SymbolSpec, data_root: str | None, anchor_ms: int) -> TruePath:
     """Return the (shared, cached) true path of a symbol.
 
     Args:

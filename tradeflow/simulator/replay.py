@@ -76,9 +76,7 @@ def load_recording(path: Path) -> ReplayRecording:
     return ReplayRecording(rel_log=rel_log, minute_sigma=float(sigma))
 
 
-def palindrome_index(
-    minutes: NDArray[np.int64], length: int, offset: int
-) -> NDArray[np.int64]:
+def palindrome_index(minutes: NDArray[np.int64], length: int, offset: int) -> NDArray[np.int64]:
     """Map absolute minute indices to positions in a palindrome tiling of a recording.
 
     The tiling is forward copy, reversed copy, forward copy, ... so consecutive tiles share

@@ -72,7 +72,5 @@ def hashed_normals(base_key: int, counters: NDArray[np.int64]) -> NDArray[np.flo
     """Return one standard normal per counter (Box-Muller on two hashed uniforms)."""
     u1 = hashed_units(base_key, counters)
     u2 = hashed_units(base_key ^ 0x5DEECE66D, counters)
-    result: NDArray[np.float64] = np.sqrt(-2.0 * np.log(u1)) * np.cos(
-        2.0 * math.pi * u2
-    )
+    result: NDArray[np.float64] = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * math.pi * u2)
     return result

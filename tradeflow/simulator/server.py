@@ -88,21 +88,15 @@ async def _call(handler: Handler, request: web.Request) -> web.StreamResponse:
     except BinanceError as err:
         return err.response()
     except web.HTTPNotFound:
-        return error_response(
-            404, -1000, f"Unknown endpoint: {request.method} {request.path}"
-        )
+        return error_response(404, -1000, f"Unknown endpoint: {request.method} {request.path}")
     except web.HTTPMethodNotAllowed:
-        return error_response(
-            405, -1000, f"Method not allowed: {request.method} {request.path}"
-        )
+        return error_response(405, -1000, f"Method not allowed: {request.method} {request.path}")
     except web.HTTPException as exc:
         return error_response(exc.status, -1000, exc.reason)
     except Exception:
         # Still answer in Binance's format (and with the weight header) so clients see a 500.
         log.exception("handler failed for %s %s", request.method, request.path_qs)
-        return error_response(
-            500, -1000, "An unknown error occurred while processing the request."
-        )
+        return error_response(500, -1000, "An unknown error occurred while processing the request.")
 
 
 async def _truncated(handler: Handler, request: web.Request) -> web.StreamResponse:
@@ -114,9 +108,7 @@ async def _truncated(handler: Handler, request: web.Request) -> web.StreamRespon
 
 
 @web.middleware
-async def venue_middleware(
-    request: web.Request, handler: Handler
-) -> web.StreamResponse:
+async def venue_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Apply the weight budget, latency, outages and transport faults to every request."""
     rt = runtime_of(request)
     arrival = rt.clock()
@@ -126,9 +118,7 @@ async def venue_middleware(
         resp.headers["Retry-After"] = str(decision.retry_after_seconds)
     else:
         resp = await _faulted(rt, request, handler, arrival)
-    if (
-        not resp.prepared
-    ):  # streamed responses (future websockets) sent their headers already
+    if not resp.prepared:  # streamed responses (future websockets) sent their headers already
         resp.headers[WEIGHT_HEADER] = str(decision.used)
     return resp
 
@@ -139,9 +129,7 @@ async def _faulted(
     transport = rt.spec.transport
     key = fault_mod.request_key(request.method, request.path, request.query.items())
     if fault_mod.in_outage(transport, (arrival - rt.started_ms) / 1000.0):
-        await _sleep(
-            fault_mod.latency_seconds(rt.spec.latency_ms, 0.0, rt.spec.seed, key, 0)
-        )
+        await _sleep(fault_mod.latency_seconds(rt.spec.latency_ms, 0.0, rt.spec.seed, key, 0))
         return _unavailable()
     decision = rt.scheduler.next(key)
     await _sleep(
@@ -168,9 +156,7 @@ async def _faulted(
     if kind is FaultKind.SERVER_ERROR_5XX:
         return _fault_5xx(rt, key, decision.attempt)
     if kind is FaultKind.HTML_ERROR:
-        page = _CDN_502_PAGE.format(
-            request_id=f"{rng.key128(key, decision.attempt):032x}"
-        )
+        page = _CDN_502_PAGE.format(request_id=f"{rng.key128(key, decision.attempt):032x}")
         return web.Response(status=502, text=page, content_type="text/html")
     if kind is FaultKind.MALFORMED_JSON:
         return await _truncated(handler, request)

@@ -31,9 +31,7 @@ class _Frozen(BaseModel):
 class SymbolSpec(_Frozen):
     """One spot market listed on the cluster's venues."""
 
-    symbol: str = Field(
-        description='Unified ccxt symbol "BASE/QUOTE", e.g. "BTC/USDT".'
-    )
+    symbol: str = Field(description='Unified ccxt symbol "BASE/QUOTE", e.g. "BTC/USDT".')
     base_price: float = Field(
         gt=0,
         description="Price level the random walk wanders around; the first price of a replay.",
@@ -44,15 +42,9 @@ class SymbolSpec(_Frozen):
         le=10,
         description="Annualised volatility of the random-walk model.",
     )
-    tick_size: float = Field(
-        gt=0, description="PRICE_FILTER tickSize: prices are multiples of it."
-    )
-    step_size: float = Field(
-        gt=0, description="LOT_SIZE stepSize: quantities are multiples of it."
-    )
-    min_notional: float = Field(
-        default=5.0, gt=0, description="NOTIONAL minNotional, in quote currency."
-    )
+    tick_size: float = Field(gt=0, description="PRICE_FILTER tickSize: prices are multiples of it.")
+    step_size: float = Field(gt=0, description="LOT_SIZE stepSize: quantities are multiples of it.")
+    min_notional: float = Field(default=5.0, gt=0, description="NOTIONAL minNotional, in quote currency.")
     replay: str | None = Field(
         default=None,
         description=(
@@ -70,9 +62,7 @@ class SymbolSpec(_Frozen):
     def _check_symbol(self) -> Self:
         parts = self.symbol.split("/")
         if len(parts) != 2 or not all(p.isalnum() and p.isupper() for p in parts):
-            raise ValueError(
-                f'symbol must look like "BASE/QUOTE" in upper case, got {self.symbol!r}'
-            )
+            raise ValueError(f'symbol must look like "BASE/QUOTE" in upper case, got {self.symbol!r}')
         return self
 
     @property
@@ -94,12 +84,8 @@ class SymbolSpec(_Frozen):
 class OutageWindow(_Frozen):
     """A window, relative to server start, during which a venue answers every request with 503."""
 
-    start_seconds: float = Field(
-        ge=0, description="Seconds after server start the outage begins."
-    )
-    duration_seconds: float = Field(
-        gt=0, description="Length of the outage in seconds."
-    )
+    start_seconds: float = Field(ge=0, description="Seconds after server start the outage begins.")
+    duration_seconds: float = Field(gt=0, description="Length of the outage in seconds.")
 
 
 class TransportFaults(_Frozen):
@@ -111,9 +97,7 @@ class TransportFaults(_Frozen):
         le=1,
         description="Probability of a 429 with a Retry-After header.",
     )
-    retry_after_seconds: int = Field(
-        default=1, ge=1, description="Retry-After value sent with a fault 429."
-    )
+    retry_after_seconds: int = Field(default=1, ge=1, description="Retry-After value sent with a fault 429.")
     server_error_5xx: float = Field(
         default=0.0,
         ge=0,
@@ -126,9 +110,7 @@ class TransportFaults(_Frozen):
         le=1,
         description="Probability of a correct answer delayed by slow_seconds.",
     )
-    slow_seconds: float = Field(
-        default=2.0, ge=0, description="Extra delay of a slow answer."
-    )
+    slow_seconds: float = Field(default=2.0, ge=0, description="Extra delay of a slow answer.")
     timeout: float = Field(
         default=0.0,
         ge=0,
@@ -156,9 +138,7 @@ class TransportFaults(_Frozen):
         default_factory=list,
         description="Windows, relative to server start, during which every request gets 503.",
     )
-    down: bool = Field(
-        default=False, description="Answer every request with 503: the venue is gone."
-    )
+    down: bool = Field(default=False, description="Answer every request with 503: the venue is gone.")
     max_consecutive_faults: int = Field(
         default=3,
         ge=0,
@@ -228,18 +208,10 @@ class DataFaults(_Frozen):
 class VenueSpec(_Frozen):
     """One simulated venue: its own port, seed, noise, latency and fault profile."""
 
-    id: str = Field(
-        min_length=1, description="Venue id, e.g. 'binance_a'; keys base_urls."
-    )
-    seed: int = Field(
-        ge=0, description="Seed of the venue's own noise, data faults and faults."
-    )
-    port: int = Field(
-        default=0, ge=0, le=65535, description="TCP port; 0 picks a free port."
-    )
-    latency_ms: float = Field(
-        default=0.0, ge=0, description="Mean added latency per request."
-    )
+    id: str = Field(min_length=1, description="Venue id, e.g. 'binance_a'; keys base_urls.")
+    seed: int = Field(ge=0, description="Seed of the venue's own noise, data faults and faults.")
+    port: int = Field(default=0, ge=0, le=65535, description="TCP port; 0 picks a free port.")
+    latency_ms: float = Field(default=0.0, ge=0, description="Mean added latency per request.")
     latency_jitter_ms: float = Field(
         default=0.0, ge=0, description="Half-width of the deterministic latency jitter."
     )
@@ -248,18 +220,14 @@ class VenueSpec(_Frozen):
         ge=0,
         description="Std-dev of the venue's per-minute price noise in bps.",
     )
-    bias_bps: float = Field(
-        default=0.0, description="Constant offset of the venue's prices in bps."
-    )
+    bias_bps: float = Field(default=0.0, description="Constant offset of the venue's prices in bps.")
     weight_limit_per_minute: int = Field(
         default=6000, ge=1, description="REQUEST_WEIGHT budget per UTC minute."
     )
     transport: TransportFaults = Field(
         default_factory=TransportFaults, description="Per-request HTTP faults."
     )
-    data: DataFaults = Field(
-        default_factory=DataFaults, description="Faults in the served data."
-    )
+    data: DataFaults = Field(default_factory=DataFaults, description="Faults in the served data.")
     symbols: list[str] | None = Field(
         default=None,
         description="Symbols this venue lists; None lists all cluster symbols.",
@@ -269,15 +237,9 @@ class VenueSpec(_Frozen):
 class ClusterSpec(_Frozen):
     """Several venues sharing one true price path per symbol."""
 
-    world_seed: int = Field(
-        default=7, ge=0, description="Seed of the shared true price paths."
-    )
-    host: str = Field(
-        default="127.0.0.1", description="Interface every venue binds to."
-    )
-    symbols: list[SymbolSpec] = Field(
-        min_length=1, description="Markets of the cluster."
-    )
+    world_seed: int = Field(default=7, ge=0, description="Seed of the shared true price paths.")
+    host: str = Field(default="127.0.0.1", description="Interface every venue binds to.")
+    symbols: list[SymbolSpec] = Field(min_length=1, description="Markets of the cluster.")
     venues: list[VenueSpec] = Field(min_length=1, description="Venues of the cluster.")
     data_root: str | None = Field(
         default=None,
@@ -307,9 +269,7 @@ class ClusterSpec(_Frozen):
         for venue in self.venues:
             unknown = set(venue.symbols or ()) - known
             if unknown:
-                raise ValueError(
-                    f"venue {venue.id} lists unknown symbols {sorted(unknown)}"
-                )
+                raise ValueError(f"venue {venue.id} lists unknown symbols {sorted(unknown)}")
         if self.history_anchor_ms is not None and self.history_anchor_ms % DAY_MS:
             raise ValueError("history_anchor_ms must be a UTC midnight")
         return self

@@ -131,9 +131,7 @@ class SimulatedVenue:
             hi = min(hi, floor_to(end_ms, width))
         return market.klines(group, lo, hi, limit, now_ms, from_end=start_ms is None)
 
-    def klines(
-        self, symbol: str, interval: str, start_ms: int, end_ms: int, now_ms: int
-    ) -> FloatArray:
+    def klines(self, symbol: str, interval: str, start_ms: int, end_ms: int, now_ms: int) -> FloatArray:
         """Return every candle the venue serves with open time in ``[start_ms, end_ms]``.
 
         Exactly what the server sends for that range when asked at ``now_ms``, after data
@@ -154,9 +152,7 @@ class SimulatedVenue:
 
     def price_at(self, symbol: str, t_ms: int) -> float:
         """Return the venue's last price at a time (ms)."""
-        return float(
-            self.market(symbol).price_at(np.asarray([t_ms], dtype=np.int64))[0]
-        )
+        return float(self.market(symbol).price_at(np.asarray([t_ms], dtype=np.int64))[0])
 
     def true_closes(self, symbol: str, start_ms: int, end_ms: int) -> FloatArray:
         """Return the shared true path's price at the end of each minute in a range.
@@ -170,10 +166,7 @@ class SimulatedVenue:
             One price per minute: the true price at that minute's close.
         """
         market = self.market(symbol)
-        minutes = (
-            np.arange(start_ms // MINUTE_MS, end_ms // MINUTE_MS + 1, dtype=np.int64)
-            + 1
-        )
+        minutes = np.arange(start_ms // MINUTE_MS, end_ms // MINUTE_MS + 1, dtype=np.int64) + 1
         result: FloatArray = np.exp(market.true_log_prices(minutes))
         return result
 

@@ -158,7 +158,7 @@ class CcxtMarketDataSource:
                 raise RetryableSourceError(
                     self.venue,
                     f"{call}: response body is not valid JSON "
-                    f"({_short(str(self.exchange.last_http_response), 80)})",
+                    f"({_short(ValueError(self.exchange.last_http_response), 80)})",
                     kind="malformed",
                 )
             return result
@@ -167,7 +167,9 @@ class CcxtMarketDataSource:
             if retry_after is not None:
                 self._on_rate_limited(retry_after)
             raise RetryableSourceError(
-                self.venue, f"{call}: rate limited ({_short(error)})", kind="rate_limit",
+                self.venue,
+                f"{call}: rate limited ({_short(error)})",
+                kind="rate_limit",
                 retry_after_seconds=retry_after,
             ) from error
         except ccxt.RequestTimeout as error:
@@ -294,7 +296,9 @@ def _candle_array(venue: str, rows: Any) -> np.ndarray:
     try:
         array = np.array(rows, dtype=np.float64)
     except (TypeError, ValueError) as error:
-        raise RetryableSourceError(venue, f"fetch_ohlcv: malformed rows ({error})", kind="malformed") from error
+        raise RetryableSourceError(
+            venue, f"fetch_ohlcv: malformed rows ({error})", kind="malformed"
+        ) from error
     if array.ndim != 2 or array.shape[1] != 6 or not np.isfinite(array).all():
         raise RetryableSourceError(venue, f"fetch_ohlcv: malformed rows of shape {array.shape}",
                                    kind="malformed")  # fmt: skip
@@ -304,4 +308,3 @@ def _candle_array(venue: str, rows: Any) -> np.ndarray:
 def _short(error: Exception, limit: int = 160) -> str:
     text = " ".join(str(error).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
-

@@ -1,0 +1,1 @@
+"""Storage: object stores (local, S3) and the Parquet lake."""

@@ -16,12 +16,8 @@ MINUTE = 60_000
 HOUR = 3_600_000
 DAY = 86_400_000
 
-BTC = SymbolSpec(
-    symbol="BTC/USDT", base_price=60_000.0, tick_size=0.01, step_size=0.00001
-)
-ETH = SymbolSpec(
-    symbol="ETH/USDT", base_price=3_000.0, tick_size=0.01, step_size=0.0001
-)
+BTC = SymbolSpec(symbol="BTC/USDT", base_price=60_000.0, tick_size=0.01, step_size=0.00001)
+ETH = SymbolSpec(symbol="ETH/USDT", base_price=3_000.0, tick_size=0.01, step_size=0.0001)
 
 
 def real_data_dir() -> Path:
@@ -30,9 +26,7 @@ def real_data_dir() -> Path:
     return Path(os.environ.get("TRADEFLOW_REAL_DATA_DIR", str(default))).resolve()
 
 
-def make_cluster(
-    *venues: VenueSpec, symbols: tuple[SymbolSpec, ...] = (BTC, ETH)
-) -> ClusterSpec:
+def make_cluster(*venues: VenueSpec, symbols: tuple[SymbolSpec, ...] = (BTC, ETH)) -> ClusterSpec:
     """Return a cluster with a pinned history anchor."""
     return ClusterSpec(
         world_seed=7,

@@ -46,17 +46,13 @@ def test_dirty_profile_rates_over_ninety_days() -> None:
     assert _within_binomial(n - len(got), n, dirty.holes)
     hours = ref[:, 0] - ref[:, 0] % HOUR
     frozen = _stale_hours(got)
-    assert 0 < len(frozen) and _within_binomial(len(frozen), 90 * 24, dirty.stale)
+    assert len(frozen) > 0 and _within_binomial(len(frozen), 90 * 24, dirty.stale)
     assert set(frozen) <= set(hours.tolist())
 
 
 def _stale_hours(rows: np.ndarray) -> list[int]:
     hours = rows[:, 0] - rows[:, 0] % HOUR
-    flat = (
-        (rows[:, 1] == rows[:, 2])
-        & (rows[:, 2] == rows[:, 3])
-        & (rows[:, 3] == rows[:, 4])
-    )
+    flat = (rows[:, 1] == rows[:, 2]) & (rows[:, 2] == rows[:, 3]) & (rows[:, 3] == rows[:, 4])
     flat &= rows[:, 5] == 0
     out = []
     for hour in np.unique(hours):
@@ -90,9 +86,7 @@ def test_spikes_displace_high_or_low_and_close_at_the_configured_rate() -> None:
     np.testing.assert_allclose(up[is_up], 1.2, rtol=1e-3)
     np.testing.assert_allclose(down[~is_up], 0.8, rtol=1e-3)
     close_ratio = spiky[changed, 4] / clean[changed, 4]
-    np.testing.assert_allclose(
-        np.where(is_up, close_ratio, 2.0 - close_ratio), 1.2, rtol=1e-3
-    )
+    np.testing.assert_allclose(np.where(is_up, close_ratio, 2.0 - close_ratio), 1.2, rtol=1e-3)
     # Opens are untouched, so the spike shows as a jump back on the next candle.
     np.testing.assert_array_equal(spiky[:, 1], clean[:, 1])
 
@@ -108,9 +102,7 @@ def test_stale_hours_freeze_at_the_last_price_before_them() -> None:
         while run_start - HOUR in frozen:
             run_start -= HOUR
         price = stale_rows[stale_rows[:, 0] == hour][0, 1]
-        assert price == by_time[run_start][1], (
-            "frozen at the price the run started from"
-        )
+        assert price == by_time[run_start][1], "frozen at the price the run started from"
     # Outside stale hours the data is untouched.
     hours = stale_rows[:, 0] - stale_rows[:, 0] % HOUR
     live = ~np.isin(hours, frozen)

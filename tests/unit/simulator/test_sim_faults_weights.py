@@ -25,9 +25,7 @@ CHAOS = FAULT_PROFILES["chaos"][0]
 
 
 def _key(i: int) -> str:
-    return request_key(
-        "GET", "/api/v3/klines", [("symbol", "BTCUSDT"), ("startTime", str(i))]
-    )
+    return request_key("GET", "/api/v3/klines", [("symbol", "BTCUSDT"), ("startTime", str(i))])
 
 
 def test_request_key_ignores_query_order() -> None:
@@ -47,9 +45,7 @@ def test_fault_rates_match_the_chaos_profile() -> None:
 
 
 def test_clean_faults_never_fire() -> None:
-    assert all(
-        fault_for_attempt(TransportFaults(), 1, _key(i), 0) is None for i in range(1000)
-    )
+    assert all(fault_for_attempt(TransportFaults(), 1, _key(i), 0) is None for i in range(1000))
 
 
 @settings(max_examples=200, deadline=None)
@@ -59,9 +55,7 @@ def test_clean_faults_never_fire() -> None:
     cap=st.integers(0, 4),
     p=st.floats(0.0, 1.0),
 )
-def test_schedule_never_exceeds_the_consecutive_fault_cap(
-    seed: int, key: str, cap: int, p: float
-) -> None:
+def test_schedule_never_exceeds_the_consecutive_fault_cap(seed: int, key: str, cap: int, p: float) -> None:
     faults = TransportFaults(server_error_5xx=p, max_consecutive_faults=cap)
     schedule = fault_schedule(faults, seed, key, 30)
     run = 0
@@ -75,9 +69,7 @@ def test_always_failing_requests_get_through_after_the_cap() -> None:
     faults = TransportFaults(server_error_5xx=1.0, max_consecutive_faults=3)
     scheduler = FaultScheduler(faults, seed=1)
     kinds = [scheduler.next("k").kind for _ in range(8)]
-    assert kinds == [FaultKind.SERVER_ERROR_5XX] * 3 + [None] + [
-        FaultKind.SERVER_ERROR_5XX
-    ] * 3 + [None]
+    assert kinds == [FaultKind.SERVER_ERROR_5XX] * 3 + [None] + [FaultKind.SERVER_ERROR_5XX] * 3 + [None]
 
 
 def test_interleaving_of_requests_does_not_change_which_attempts_fail() -> None:
@@ -104,9 +96,7 @@ def test_seed_changes_the_schedule() -> None:
 
 
 def test_outage_windows_and_down() -> None:
-    faults = TransportFaults(
-        outages=[OutageWindow(start_seconds=10, duration_seconds=5)]
-    )
+    faults = TransportFaults(outages=[OutageWindow(start_seconds=10, duration_seconds=5)])
     assert [in_outage(faults, s) for s in (9.9, 10.0, 14.9, 15.0)] == [
         False,
         True,
@@ -143,9 +133,7 @@ def test_latency_is_mean_plus_bounded_deterministic_jitter() -> None:
         ("/api/v3/nope", {}, 1),
     ],
 )
-def test_documented_binance_weights(
-    path: str, query: dict[str, str], weight: int
-) -> None:
+def test_documented_binance_weights(path: str, query: dict[str, str], weight: int) -> None:
     assert request_weight(path, query) == weight
 
 

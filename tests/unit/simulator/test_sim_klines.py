@@ -29,17 +29,13 @@ def _query(
     limit: int | None = 500,
     now: int = NOW_MS,
 ) -> np.ndarray:
-    candles = venue.query_klines(
-        "BTC/USDT", interval, start_ms=start, end_ms=end, limit=limit, now_ms=now
-    )
+    candles = venue.query_klines("BTC/USDT", interval, start_ms=start, end_ms=end, limit=limit, now_ms=now)
     return candles.ohlcv()
 
 
 def test_start_time_returns_the_first_limit_candles_from_it() -> None:
     venue = _venue()
-    start = (
-        NOW_MINUTE - 2 * DAY + 30_000
-    )  # not aligned: Binance rounds up to the next open
+    start = NOW_MINUTE - 2 * DAY + 30_000  # not aligned: Binance rounds up to the next open
     rows = _query(venue, start=start, limit=1000)
     assert len(rows) == 1000
     assert rows[0, 0] == start + 30_000
@@ -123,9 +119,7 @@ def test_higher_intervals_are_aggregates_of_the_1m_candles(interval: str) -> Non
     )
     got = venue.klines("BTC/USDT", interval, start, end, NOW_MS)
     np.testing.assert_array_equal(got[:, 0], expected.index.to_numpy())
-    np.testing.assert_array_equal(
-        got[:, 1:5], expected[["o", "h", "l", "c"]].to_numpy()
-    )
+    np.testing.assert_array_equal(got[:, 1:5], expected[["o", "h", "l", "c"]].to_numpy())
     np.testing.assert_allclose(got[:, 5], expected["v"].to_numpy(), rtol=1e-12)
 
 

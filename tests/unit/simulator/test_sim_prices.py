@@ -34,9 +34,7 @@ def test_candles_do_not_depend_on_the_requested_window() -> None:
     venue = _venue(1)
     wide = venue.klines("BTC/USDT", "1m", START, NOW_MS, NOW_MS)
     clear_caches()
-    narrow = _venue(1).klines(
-        "BTC/USDT", "1m", START + 777 * MINUTE, START + 900 * MINUTE, NOW_MS
-    )
+    narrow = _venue(1).klines("BTC/USDT", "1m", START + 777 * MINUTE, START + 900 * MINUTE, NOW_MS)
     np.testing.assert_array_equal(narrow, wide[777:901])
 
 
@@ -67,9 +65,7 @@ def test_venue_closes_track_the_shared_true_path() -> None:
 
 def test_bias_shifts_a_venue_by_a_constant() -> None:
     plain = _venue(1).klines("BTC/USDT", "1m", START, NOW_MINUTE - MINUTE, NOW_MS)
-    biased = _venue(1, bias_bps=10.0).klines(
-        "BTC/USDT", "1m", START, NOW_MINUTE - MINUTE, NOW_MS
-    )
+    biased = _venue(1, bias_bps=10.0).klines("BTC/USDT", "1m", START, NOW_MINUTE - MINUTE, NOW_MS)
     shift = np.log(biased[:, 4] / plain[:, 4]) * 1e4
     np.testing.assert_allclose(shift, 10.0, atol=0.01)
 
@@ -91,14 +87,8 @@ def test_candles_are_continuous_tick_aligned_and_consistent() -> None:
     np.testing.assert_array_equal(np.diff(t), MINUTE)
     # The close of one minute is the open of the next, across UTC midnights too.
     np.testing.assert_array_equal(c[:-1], o[1:])
-    assert (
-        np.all(h >= np.maximum(o, c))
-        and np.all(low <= np.minimum(o, c))
-        and np.all(low > 0)
-    )
-    assert np.mean(h > np.maximum(o, c)) > 0.8, (
-        "wicks should usually extend past the body"
-    )
+    assert np.all(h >= np.maximum(o, c)) and np.all(low <= np.minimum(o, c)) and np.all(low > 0)
+    assert np.mean(h > np.maximum(o, c)) > 0.8, "wicks should usually extend past the body"
     for col, size in ((o, BTC.tick_size), (h, BTC.tick_size), (v, BTC.step_size)):
         counts = col / size
         np.testing.assert_allclose(counts, np.round(counts), rtol=0, atol=1e-6)
@@ -133,9 +123,7 @@ def test_random_walk_stays_around_its_base_price_for_years() -> None:
 
 def test_any_day_since_listing_is_computable_and_90_days_are_cheap() -> None:
     venue = _venue(1)
-    old = venue.klines(
-        "BTC/USDT", "1m", BTC.listed_since_ms, BTC.listed_since_ms + 59 * MINUTE, NOW_MS
-    )
+    old = venue.klines("BTC/USDT", "1m", BTC.listed_since_ms, BTC.listed_since_ms + 59 * MINUTE, NOW_MS)
     assert len(old) == 60 and old[0, 0] == BTC.listed_since_ms
     assert len(venue.klines("BTC/USDT", "1m", 0, BTC.listed_since_ms - 1, NOW_MS)) == 0
     started = time.perf_counter()
@@ -146,9 +134,7 @@ def test_any_day_since_listing_is_computable_and_90_days_are_cheap() -> None:
 
 
 def test_venue_listing_only_some_symbols() -> None:
-    spec = make_cluster(
-        VenueSpec(id="v", seed=1, symbols=["ETH/USDT"]), symbols=(BTC, ETH)
-    )
+    spec = make_cluster(VenueSpec(id="v", seed=1, symbols=["ETH/USDT"]), symbols=(BTC, ETH))
     venue = SimulatedVenue(spec, spec.venues[0])
     assert [s.symbol for s in venue.symbols] == ["ETH/USDT"]
     with pytest.raises(KeyError):

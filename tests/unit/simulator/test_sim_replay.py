@@ -23,9 +23,7 @@ TRX_BTC = "binance/TRX-BTC_5m.parquet"
 def data_dir() -> Path:
     root = real_data_dir()
     if not (root / ETH_BTC).is_file():
-        pytest.skip(
-            f"real market data not found at {root} (set TRADEFLOW_REAL_DATA_DIR)"
-        )
+        pytest.skip(f"real market data not found at {root} (set TRADEFLOW_REAL_DATA_DIR)")
     return root
 
 
@@ -40,9 +38,7 @@ def _replay_spec(data_dir: Path, file: str = ETH_BTC, base: float = 0.05) -> Sym
     )
 
 
-def _cluster(
-    data_dir: Path, *symbols: SymbolSpec, venue: VenueSpec | None = None
-) -> ClusterSpec:
+def _cluster(data_dir: Path, *symbols: SymbolSpec, venue: VenueSpec | None = None) -> ClusterSpec:
     spec = make_cluster(venue or VenueSpec(id="v", seed=1), symbols=symbols)
     return spec.model_copy(update={"data_root": str(data_dir)})
 
@@ -89,12 +85,8 @@ def test_forward_copy_starts_at_base_price_and_ends_at_the_anchor(
     start = anchor_minute - path.length_minutes
     assert path.forward_start_minute == start
     grid = start + 5 * np.arange(len(closes), dtype=np.int64)
-    np.testing.assert_allclose(
-        np.exp(path.log_prices_at(grid)), 0.05 * closes / closes[0], rtol=1e-12
-    )
-    assert np.exp(path.log_prices_at(np.asarray([start])))[0] == pytest.approx(
-        0.05, rel=1e-12
-    )
+    np.testing.assert_allclose(np.exp(path.log_prices_at(grid)), 0.05 * closes / closes[0], rtol=1e-12)
+    assert np.exp(path.log_prices_at(np.asarray([start])))[0] == pytest.approx(0.05, rel=1e-12)
 
 
 def test_tiles_are_continuous_and_mirror_at_their_boundaries(data_dir: Path) -> None:
@@ -113,9 +105,7 @@ def test_tiles_are_continuous_and_mirror_at_their_boundaries(data_dir: Path) -> 
         around = np.arange(boundary - 50, boundary + 51, dtype=np.int64)
         log_p = path.log_prices_at(around)
         assert np.abs(np.diff(log_p)).max() <= largest_step + 1e-12
-        np.testing.assert_allclose(
-            log_p[50 - np.arange(1, 51)], log_p[50 + np.arange(1, 51)], atol=1e-12
-        )
+        np.testing.assert_allclose(log_p[50 - np.arange(1, 51)], log_p[50 + np.arange(1, 51)], atol=1e-12)
 
 
 def test_replay_venue_candles_follow_the_recording_and_are_deterministic(
@@ -155,5 +145,5 @@ def test_replay_file_is_only_needed_by_venues_listing_the_symbol(
     ).model_copy(update={"data_root": str(tmp_path)})
     plain = SimulatedVenue(spec, spec.venue("plain"))
     assert len(plain.klines("BTC/USDT", "1m", NOW_MS - DAY, NOW_MS, NOW_MS)) > 0
-    with pytest.raises(FileNotFoundError, match="missing.parquet"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.parquet"):
         SimulatedVenue(spec, spec.venue("replay"))

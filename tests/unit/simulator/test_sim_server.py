@@ -40,17 +40,13 @@ class FakeClock:
         return self.now
 
 
-def _runtime(
-    venue: VenueSpec | None = None, clock: FakeClock | None = None
-) -> VenueRuntime:
+def _runtime(venue: VenueSpec | None = None, clock: FakeClock | None = None) -> VenueRuntime:
     spec = make_cluster(venue or VenueSpec(id="v", seed=1))
     vspec = spec.venues[0]
     return VenueRuntime(SimulatedVenue(spec, vspec), vspec, clock=clock or FakeClock())
 
 
-def _run(
-    runtime: VenueRuntime, body: Callable[[TestClient[Any, Any]], Awaitable[None]]
-) -> None:
+def _run(runtime: VenueRuntime, body: Callable[[TestClient[Any, Any]], Awaitable[None]]) -> None:
     async def main() -> None:
         async with TestClient(TestServer(build_app(runtime))) as client:
             await body(client)
@@ -72,11 +68,7 @@ def test_klines_rows_have_binance_shape_and_match_the_reference() -> None:
         assert len(rows) == 500, "Binance's default limit"
         first = rows[0]
         assert len(first) == 12
-        assert (
-            isinstance(first[0], int)
-            and isinstance(first[6], int)
-            and isinstance(first[8], int)
-        )
+        assert isinstance(first[0], int) and isinstance(first[6], int) and isinstance(first[8], int)
         assert all(isinstance(first[i], str) for i in (1, 2, 3, 4, 5, 7, 9, 10, 11))
         assert first[6] == first[0] + MINUTE - 1
         assert all(len(first[i].split(".")[1]) == 8 for i in (1, 2, 3, 4, 5))
@@ -132,9 +124,7 @@ def test_weight_budget_refuses_with_429_and_retry_after_then_resets() -> None:
             assert resp.status == 200
             used.append(int(resp.headers["X-MBX-USED-WEIGHT-1M"]))
         assert used == [5, 10, 15, 20, 25]
-        resp = await client.get(
-            "/api/v3/depth", params={"symbol": "BTCUSDT", "limit": "200"}
-        )
+        resp = await client.get("/api/v3/depth", params={"symbol": "BTCUSDT", "limit": "200"})
         assert resp.status == 429
         assert (await _json(resp))["code"] == -1003
         assert resp.headers["Retry-After"] == "16"
@@ -142,9 +132,7 @@ def test_weight_budget_refuses_with_429_and_retry_after_then_resets() -> None:
         ok = await client.get("/api/v3/ping")  # a lighter request still fits
         assert ok.status == 200 and ok.headers["X-MBX-USED-WEIGHT-1M"] == "26"
         clock.now = NOW_MINUTE + MINUTE
-        fresh = await client.get(
-            "/api/v3/depth", params={"symbol": "BTCUSDT", "limit": "200"}
-        )
+        fresh = await client.get("/api/v3/depth", params={"symbol": "BTCUSDT", "limit": "200"})
         assert fresh.status == 200 and fresh.headers["X-MBX-USED-WEIGHT-1M"] == "25"
 
     _run(rt, body)
@@ -158,9 +146,7 @@ def test_general_endpoints() -> None:
         assert await _json(await client.get("/api/v3/time")) == {"serverTime": NOW_MS}
         info = await _json(await client.get("/api/v3/exchangeInfo"))
         assert info["timezone"] == "UTC" and info["serverTime"] == NOW_MS
-        weight = [
-            r for r in info["rateLimits"] if r["rateLimitType"] == "REQUEST_WEIGHT"
-        ]
+        weight = [r for r in info["rateLimits"] if r["rateLimitType"] == "REQUEST_WEIGHT"]
         assert weight == [
             {
                 "rateLimitType": "REQUEST_WEIGHT",
@@ -193,9 +179,7 @@ def test_general_endpoints() -> None:
             "MAX_NUM_ORDERS",
             "ICEBERG_PARTS",
         } <= set(filters)
-        one = await _json(
-            await client.get("/api/v3/exchangeInfo", params={"symbols": '["ETHUSDT"]'})
-        )
+        one = await _json(await client.get("/api/v3/exchangeInfo", params={"symbols": '["ETHUSDT"]'}))
         assert [s["symbol"] for s in one["symbols"]] == ["ETHUSDT"]
 
     _run(rt, body)
@@ -225,11 +209,7 @@ def test_depth_is_sorted_tick_aligned_and_stable_within_a_second() -> None:
         clock.now += 1000
         later = await _json(await client.get("/api/v3/depth", params=params))
         assert later["lastUpdateId"] > book["lastUpdateId"]
-        small = await _json(
-            await client.get(
-                "/api/v3/depth", params={"symbol": "BTCUSDT", "limit": "5"}
-            )
-        )
+        small = await _json(await client.get("/api/v3/depth", params={"symbol": "BTCUSDT", "limit": "5"}))
         assert len(small["bids"]) == 5 and small["bids"] == later["bids"][:5]
 
     _run(rt, body)
@@ -239,18 +219,12 @@ def test_recent_trades_follow_the_price_path_up_to_now() -> None:
     rt = _runtime()
 
     async def body(client: TestClient[Any, Any]) -> None:
-        trades = await _json(
-            await client.get("/api/v3/trades", params={"symbol": "BTCUSDT"})
-        )
+        trades = await _json(await client.get("/api/v3/trades", params={"symbol": "BTCUSDT"}))
         assert len(trades) == 500
         ids = [t["id"] for t in trades]
         times = [t["time"] for t in trades]
         assert ids == list(range(ids[0], ids[0] + 500)), "contiguous ids, oldest first"
-        assert (
-            times == sorted(times)
-            and times[-1] <= NOW_MS
-            and times[0] > NOW_MS - 3_600_000
-        )
+        assert times == sorted(times) and times[-1] <= NOW_MS and times[0] > NOW_MS - 3_600_000
         assert set(trades[0]) == {
             "id",
             "price",
@@ -260,20 +234,14 @@ def test_recent_trades_follow_the_price_path_up_to_now() -> None:
             "isBuyerMaker",
             "isBestMatch",
         }
-        candles = rt.venue.klines(
-            "BTC/USDT", "1m", times[0], NOW_MINUTE - MINUTE, NOW_MS
-        )
+        candles = rt.venue.klines("BTC/USDT", "1m", times[0], NOW_MINUTE - MINUTE, NOW_MS)
         by_minute = {int(r[0]): r for r in candles}
         for t in trades:
             row = by_minute.get(t["time"] - t["time"] % MINUTE)
             if row is not None:
                 assert row[3] <= float(t["price"]) <= row[2]
-            assert float(t["quoteQty"]) == pytest.approx(
-                float(t["price"]) * float(t["qty"])
-            )
-        again = await _json(
-            await client.get("/api/v3/trades", params={"symbol": "BTCUSDT"})
-        )
+            assert float(t["quoteQty"]) == pytest.approx(float(t["price"]) * float(t["qty"]))
+        again = await _json(await client.get("/api/v3/trades", params={"symbol": "BTCUSDT"}))
         assert again == trades
 
     _run(rt, body)
@@ -283,9 +251,7 @@ def test_tickers_agree_with_klines() -> None:
     rt = _runtime()
 
     async def body(client: TestClient[Any, Any]) -> None:
-        ticker = await _json(
-            await client.get("/api/v3/ticker/24hr", params={"symbol": "BTCUSDT"})
-        )
+        ticker = await _json(await client.get("/api/v3/ticker/24hr", params={"symbol": "BTCUSDT"}))
         assert set(ticker) >= {
             "priceChange", "priceChangePercent", "weightedAvgPrice", "prevClosePrice", "lastPrice",
             "lastQty", "bidPrice", "bidQty", "askPrice", "askQty", "openPrice", "highPrice",
@@ -295,18 +261,12 @@ def test_tickers_agree_with_klines() -> None:
         candles = rt.venue.klines("BTC/USDT", "1m", NOW_MS - 86_400_000, NOW_MS, NOW_MS)
         assert last == candles[-1, 4]
         assert float(ticker["lowPrice"]) <= last <= float(ticker["highPrice"])
-        assert float(ticker["highPrice"]) == pytest.approx(
-            candles[:, 2].max(), rel=1e-3
-        )
+        assert float(ticker["highPrice"]) == pytest.approx(candles[:, 2].max(), rel=1e-3)
         assert float(ticker["volume"]) == pytest.approx(candles[:, 5].sum(), rel=0.01)
         assert ticker["closeTime"] - ticker["openTime"] == 86_400_000
         assert ticker["count"] == ticker["lastId"] - ticker["firstId"] + 1
-        assert float(ticker["priceChange"]) == pytest.approx(
-            last - float(ticker["openPrice"]), abs=1e-6
-        )
-        price = await _json(
-            await client.get("/api/v3/ticker/price", params={"symbol": "BTCUSDT"})
-        )
+        assert float(ticker["priceChange"]) == pytest.approx(last - float(ticker["openPrice"]), abs=1e-6)
+        price = await _json(await client.get("/api/v3/ticker/price", params={"symbol": "BTCUSDT"}))
         assert price == {"symbol": "BTCUSDT", "price": ticker["lastPrice"]}
         everything = await _json(await client.get("/api/v3/ticker/price"))
         assert [p["symbol"] for p in everything] == ["BTCUSDT", "ETHUSDT"]
@@ -392,9 +352,7 @@ def test_slow_and_timeout_delay_a_correct_answer(kind: str, seconds_field: str) 
 
 def test_outage_windows_follow_the_server_clock_and_down_fails_everything() -> None:
     clock = FakeClock()
-    faults = TransportFaults(
-        outages=[OutageWindow(start_seconds=60, duration_seconds=30)]
-    )
+    faults = TransportFaults(outages=[OutageWindow(start_seconds=60, duration_seconds=30)])
     rt = _runtime(VenueSpec(id="v", seed=1, transport=faults), clock)
 
     async def body(client: TestClient[Any, Any]) -> None:
@@ -410,9 +368,7 @@ def test_outage_windows_follow_the_server_clock_and_down_fails_everything() -> N
         for path in ("/api/v3/ping", "/api/v3/exchangeInfo", KLINES):
             assert (await client.get(path)).status == 503
 
-    _run(
-        _runtime(VenueSpec(id="v", seed=1, transport=TransportFaults(down=True))), down
-    )
+    _run(_runtime(VenueSpec(id="v", seed=1, transport=TransportFaults(down=True))), down)
 
 
 def test_latency_is_added_to_every_request() -> None:
@@ -430,9 +386,7 @@ def test_one_1000_minute_klines_response_takes_milliseconds() -> None:
     rt = _runtime()
     venue, market = rt.venue, rt.venue.market("BTC/USDT")
     start = NOW_MINUTE - 2000 * MINUTE
-    venue.query_klines(
-        "BTC/USDT", "1m", start_ms=start, end_ms=None, limit=1000, now_ms=NOW_MS
-    )
+    venue.query_klines("BTC/USDT", "1m", start_ms=start, end_ms=None, limit=1000, now_ms=NOW_MS)
     timings = []
     for i in range(30):
         began = time.perf_counter()

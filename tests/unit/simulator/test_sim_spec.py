@@ -44,9 +44,7 @@ def test_cluster_rejects_duplicate_venues_ports_and_unknown_symbols() -> None:
     with pytest.raises(ValidationError, match="duplicate venue"):
         make_cluster(VenueSpec(id="a", seed=1), VenueSpec(id="a", seed=2))
     with pytest.raises(ValidationError, match="same port"):
-        make_cluster(
-            VenueSpec(id="a", seed=1, port=9000), VenueSpec(id="b", seed=2, port=9000)
-        )
+        make_cluster(VenueSpec(id="a", seed=1, port=9000), VenueSpec(id="b", seed=2, port=9000))
     with pytest.raises(ValidationError, match="unknown symbols"):
         make_cluster(VenueSpec(id="a", seed=1, symbols=["DOGE/USDT"]))
 

@@ -49,9 +49,7 @@ async def klines(request: web.Request) -> web.Response:
         limit=limit,
         now_ms=rt.clock(),
     )
-    return _json(
-        payloads.klines(candles, market, INTERVAL_MINUTES[interval] * MINUTE_MS)
-    )
+    return _json(payloads.klines(candles, market, INTERVAL_MINUTES[interval] * MINUTE_MS))
 
 
 async def depth(request: web.Request) -> web.Response:
@@ -72,9 +70,7 @@ async def trades(request: web.Request) -> web.Response:
     return _json(payloads.trades(batch, market))
 
 
-def _selected(
-    venue: SimulatedVenue, request: web.Request
-) -> tuple[list[VenueMarket], bool]:
+def _selected(venue: SimulatedVenue, request: web.Request) -> tuple[list[VenueMarket], bool]:
     markets = markets_param(venue, request)
     single = bool(request.query.get("symbol"))
     if markets is None:

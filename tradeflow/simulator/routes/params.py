@@ -79,9 +79,7 @@ def lookup_market(venue: SimulatedVenue, exchange_id: str) -> VenueMarket:
         raise bad_symbol() from None
 
 
-def markets_param(
-    venue: SimulatedVenue, request: web.Request
-) -> list[VenueMarket] | None:
+def markets_param(venue: SimulatedVenue, request: web.Request) -> list[VenueMarket] | None:
     """Return the markets selected by ``symbol`` or ``symbols`` (a JSON array), None if neither.
 
     Raises:
@@ -96,10 +94,6 @@ def markets_param(
         names = json.loads(raw)
     except ValueError:
         raise illegal_chars("symbols") from None
-    if (
-        not isinstance(names, list)
-        or not names
-        or not all(isinstance(n, str) for n in names)
-    ):
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise illegal_chars("symbols")
     return [lookup_market(venue, name) for name in names]

@@ -1,0 +1,1 @@
+"""Market data sources: the port (base) and its ccxt adapter."""
