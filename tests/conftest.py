@@ -37,11 +37,15 @@ def real_data() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep a developer's TRADEFLOW_* variables and ./tradeflow.toml out of the tests."""
-    for name in list(os.environ):
-        if name.startswith("TRADEFLOW_") and name != "TRADEFLOW_REAL_DATA_DIR":
-            monkeypatch.delenv(name)
+def _isolated_environment() -> Iterator[None]:
+    """Keep a developer's TRADEFLOW_* variables out of the tests, and undo any a test sets."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("TRADEFLOW_") and k != "TRADEFLOW_REAL_DATA_DIR"}
+    for name in saved:
+        del os.environ[name]
+    yield
+    for name in [k for k in os.environ if k.startswith("TRADEFLOW_") and k != "TRADEFLOW_REAL_DATA_DIR"]:
+        del os.environ[name]
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")
