@@ -104,12 +104,17 @@ def _run_ingest(
             TextColumn("{task.description:<32}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("pages"), TimeElapsedColumn(), console=console, transient=True,
         )  # fmt: skip
+        overall = bars.add_task("[bold]all series", total=None)
         ids: dict[str, Any] = {}
+        done: dict[str, tuple[int, int]] = {}
 
         def show(event: ProgressEvent) -> None:
             if event.key not in ids:
                 ids[event.key] = bars.add_task(event.key, total=event.total)
             bars.update(ids[event.key], completed=event.done, total=event.total)
+            done[event.key] = (event.done, event.total)
+            bars.update(overall, completed=sum(d for d, _ in done.values()),
+                        total=sum(t for _, t in done.values()))  # fmt: skip
 
         with bars, listening(show):
             return flow(config_path=config_arg, running_venues=running, end_ms=_end_ms(end))
@@ -228,6 +233,7 @@ def venues_up(config: ConfigOption = None, faults: FaultsOption = None) -> None:
             f"or curl it: [cyan]curl '{first}/api/v3/klines?symbol=BTCUSDT&interval=1m&limit=3'[/]\n"
             "Ctrl-C stops them."
         )
+        sys.stdout.flush()  # the URLs must reach a pipe (a script waiting for them) at once
 
     serve_forever(simulator_spec(settings), ready)
 

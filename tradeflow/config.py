@@ -13,8 +13,6 @@ Credentials never live in the file: a venue names the environment variables that
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
 import os
 from datetime import datetime
 from functools import cached_property
@@ -29,6 +27,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from tradeflow.canonical import content_hash
 from tradeflow.timeframes import SUPPORTED_TIMEFRAMES, to_ms
 
 #: The config file read when neither ``--config`` nor ``TRADEFLOW_CONFIG`` names one.
@@ -374,10 +373,7 @@ class Settings(BaseSettings):
     @cached_property
     def config_hash(self) -> str:
         """Return the SHA-256 of the canonical JSON of this config (stable across runs)."""
-        canonical = json.dumps(
-            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=True
-        )
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return content_hash(self.model_dump(mode="json"))
 
     def venue(self, venue_id: str) -> VenueConfig:
         """Return the venue with this id.

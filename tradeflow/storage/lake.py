@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tradeflow.canonical import content_hash
 from tradeflow.storage.objectstore import ObjectStore
 from tradeflow.timeframes import day_of
 
@@ -220,11 +221,6 @@ def read_state(store: ObjectStore) -> LakeState:
     )
 
 
-def canonical_json(payload: Mapping[str, Any]) -> bytes:
-    """Return the canonical JSON encoding used for every hash in tradeflow."""
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
-
-
 def publish_manifest(
     store: ObjectStore,
     parent: LakeState,
@@ -264,7 +260,7 @@ def publish_manifest(
         "new_objects": [obj.to_json() for obj in new_objects],
         "series": series,
     }
-    body["batch_id"] = hashlib.sha256(canonical_json(body)).hexdigest()
+    body["batch_id"] = content_hash(body)
     key = f"{MANIFEST_PREFIX}{body['sequence']:08d}.json"
     if not store.put_if_absent(key, json.dumps(body, indent=1, sort_keys=True).encode()):
         raise ConcurrentPublishError(
