@@ -27,6 +27,7 @@ $(UV):
 
 $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --python 3.11
+	@mkdir -p data/prefect
 	@touch $@
 
 setup: $(VENV)/.installed ## Create .venv from the lock file

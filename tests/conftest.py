@@ -12,7 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 # Before anything imports Prefect or MLflow: no telemetry, and Prefect's home in a temp folder.
-os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="tradeflow-prefect-"))
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="tradeflow-prefect-")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ["DO_NOT_TRACK"] = "1"
