@@ -188,7 +188,7 @@ def run(config: ConfigOption = None, faults: FaultsOption = None, end: EndOption
         "  • [cyan]make ui[/]                the Prefect UI (http://127.0.0.1:4200): the flow run,\n"
         "                           its tasks,"
         "                           and the 'ingest-series' / 'ingest-summary' artifacts\n"
-        "  • [cyan]make run[/] again         fetches only what is new (here: nothing, 'up to date')\n"
+        "  • [cyan]make run[/] again         fetches only the candles that closed since this run\n"
         "  • [cyan]make chaos[/]             the same window through failing venues stores identical data\n"
         "  • [cyan]tradeflow --help[/]       every command"
     )

@@ -73,7 +73,7 @@ class StorageConfig(_Section):
 class HistoryConfig(_Section):
     """Which window of candles to hold."""
 
-    days: int = Field(default=7, ge=1, le=3650, description="Default look-back in days.")
+    days: int = Field(default=90, ge=1, le=3650, description="Default look-back in days.")
     days_by_timeframe: dict[str, int] = Field(
         default_factory=dict, description="Per-timeframe look-back in days, e.g. {'1h': 90}."
     )
