@@ -39,7 +39,9 @@ def real_data() -> Path:
 @pytest.fixture(autouse=True)
 def _isolated_environment() -> Iterator[None]:
     """Keep a developer's TRADEFLOW_* variables out of the tests, and undo any a test sets."""
-    saved = {k: v for k, v in os.environ.items() if k.startswith("TRADEFLOW_") and k != "TRADEFLOW_REAL_DATA_DIR"}
+    saved = {
+        k: v for k, v in os.environ.items() if k.startswith("TRADEFLOW_") and k != "TRADEFLOW_REAL_DATA_DIR"
+    }
     for name in saved:
         del os.environ[name]
     yield

@@ -34,7 +34,7 @@ def test_ingest_then_inspect_and_compare_lakes(write_config, tmp_path):
     out = tmp_path / "result.json"
     result = runner.invoke(app, ["ingest", "--config", config, "--no-progress", "--json", str(out)])
     assert result.exit_code == 0, result.output
-    assert "Stored 3,024 new candles" in result.output  # 2 symbols × (1440 1m + 72 1h)
+    assert "Stored 3,024 new candles" in result.output  # 2 symbols x (1440 1m + 72 1h)
     assert json.loads(out.read_text())["manifest"]["sequence"] == 1
 
     listing = runner.invoke(app, ["lake", "ls", "--config", config])

@@ -27,7 +27,9 @@ def test_venues_up_serves_binance_klines_until_interrupted(tmp_path):
             match = re.search(r"solo\s*│\s*(http://127\.0\.0\.1:\d+)", line)
             url = match.group(1) if match else None
         assert url, "venues up printed no URL"
-        with urllib.request.urlopen(f"{url}/api/v3/klines?symbol=BTCUSDT&interval=1h&limit=3", timeout=10) as reply:
+        with urllib.request.urlopen(
+            f"{url}/api/v3/klines?symbol=BTCUSDT&interval=1h&limit=3", timeout=10
+        ) as reply:
             rows = json.loads(reply.read())
         assert len(rows) == 3 and rows[1][0] - rows[0][0] == 3_600_000
     finally:
