@@ -33,6 +33,17 @@ def timeframe_ms(timeframe: str) -> int:
     return int(match.group(1)) * _UNIT_MS[match.group(2)]
 
 
+def partition_period(timeframe: str | None) -> str:
+    """Return how a dataset of this timeframe is partitioned in the lake: ``day`` or ``month``.
+
+    Candles under one hour (and order books and trades, which have no timeframe) go by UTC
+    day; 1h and longer by UTC month, so an object holds hundreds of rows rather than 24.
+    """
+    if timeframe is None or timeframe_ms(timeframe) < HOUR_MS:
+        return "day"
+    return "month"
+
+
 def floor_ms(ts_ms: int, step_ms: int) -> int:
     """Return ``ts_ms`` rounded down to a multiple of ``step_ms``."""
     return ts_ms - ts_ms % step_ms
@@ -52,11 +63,6 @@ def to_ms(moment: datetime) -> int:
     if moment.tzinfo is None:
         raise ValueError(f"naive datetime {moment!r}: give a timezone (UTC) explicitly")
     return int(moment.timestamp() * 1000)
-
-
-def day_of(ts_ms: int) -> str:
-    """Return the UTC day (``YYYY-MM-DD``) a millisecond timestamp falls on."""
-    return to_datetime(ts_ms).strftime("%Y-%m-%d")
 
 
 def iso(ts_ms: int) -> str:

@@ -32,7 +32,7 @@ def test_objects_split_by_day_and_named_by_content(tmp_path):
         store, "candles", candles_table(rows), venue="v", symbol="BTC/USDT", timeframe="1m"
     )
     assert [o.rows for o in objects] == [10, 20]
-    assert [o.day for o in objects] == ["2023-11-15", "2023-11-16"]
+    assert [o.partition for o in objects] == ["2023-11-15", "2023-11-16"]
     assert all(o.key.startswith("raw/candles/venue=v/symbol=BTC-USDT/timeframe=1m/day=") for o in objects)
     assert all(o.key.endswith(f"/{o.sha256}.parquet") and o.written for o in objects)
     again = write_partitioned(
@@ -40,6 +40,18 @@ def test_objects_split_by_day_and_named_by_content(tmp_path):
     )
     assert [o.key for o in again] == [o.key for o in objects]  # same rows, same bytes, same keys
     assert not any(o.written for o in again)  # and nothing was written twice
+
+
+def test_hourly_and_longer_candles_are_partitioned_by_month(tmp_path):
+    store = LocalObjectStore(tmp_path)
+    hours = 24 * 45  # 2023-11-15 .. 2023-12-29: two months
+    times = DAY0 + 3_600_000 * np.arange(hours)
+    rows = np.column_stack([times, *(np.ones(hours) for _ in range(5))])
+    objects = write_partitioned(
+        store, "candles", candles_table(rows), venue="v", symbol="BTC/USDT", timeframe="1h"
+    )
+    assert [(o.partition, o.rows) for o in objects] == [("2023-11", 16 * 24), ("2023-12", 29 * 24)]
+    assert all("/timeframe=1h/month=" in o.key for o in objects)
 
 
 def test_nothing_is_visible_until_the_manifest_and_reruns_publish_nothing(tmp_path):

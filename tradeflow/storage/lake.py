@@ -3,9 +3,14 @@
 Layout under the storage URL::
 
     raw/candles/venue=V/symbol=BTC-USDT/timeframe=1m/day=2026-11-20/<sha256>.parquet
+    raw/candles/venue=V/symbol=BTC-USDT/timeframe=1h/month=2026-11/<sha256>.parquet
     raw/order_books/venue=V/symbol=BTC-USDT/day=2026-11-20/<sha256>.parquet
     raw/trades/venue=V/symbol=BTC-USDT/day=2026-11-20/<sha256>.parquet
     manifests/ingest/00000001.json, 00000002.json, ...
+
+Intraday timeframes below one hour are partitioned by UTC day (a 1m day is 1,440 rows); 1h and
+longer by UTC month, so that no object holds a mere 24 rows: thousands of tiny objects cost far
+more to write and to list than the data in them.
 
 A data object's name is the SHA-256 of its bytes, and it is written create-only, so writing the
 same candles twice stores nothing new. Nothing is visible until a manifest lists it. Manifests
@@ -31,7 +36,7 @@ import pyarrow.parquet as pq
 
 from tradeflow.canonical import content_hash
 from tradeflow.storage.objectstore import ObjectStore
-from tradeflow.timeframes import day_of
+from tradeflow.timeframes import partition_period
 
 MANIFEST_PREFIX = "manifests/ingest/"
 
@@ -111,7 +116,7 @@ class StoredObject:
     venue: str
     symbol: str
     timeframe: str | None
-    day: str
+    partition: str  # "2026-11-20" for a day partition, "2026-11" for a month
     rows: int
     start: int
     end: int
@@ -126,18 +131,18 @@ class StoredObject:
             "venue": self.venue,
             "symbol": self.symbol,
             "timeframe": self.timeframe,
-            "day": self.day,
+            "partition": self.partition,
             "rows": self.rows,
             "start": self.start,
             "end": self.end,
         }
 
 
-def _partition(dataset: str, venue: str, symbol: str, timeframe: str | None, day: str) -> str:
+def _partition(dataset: str, venue: str, symbol: str, timeframe: str | None, period: str, value: str) -> str:
     parts = [f"raw/{dataset}", f"venue={venue}", f"symbol={symbol.replace('/', '-')}"]
     if timeframe:
         parts.append(f"timeframe={timeframe}")
-    parts.append(f"day={day}")
+    parts.append(f"{period}={value}")
     return "/".join(parts)
 
 
@@ -151,24 +156,26 @@ def write_partitioned(
     timeframe: str | None = None,
     time_column: str = "timestamp",
 ) -> list[StoredObject]:
-    """Split ``table`` by UTC day of ``time_column`` and write each day as one object.
+    """Split ``table`` by UTC day (or month, see :func:`partition_period`) and write each part.
 
-    Returns one :class:`StoredObject` per day; the object name is the SHA-256 of its bytes.
+    Returns one :class:`StoredObject` per partition; the object name is the SHA-256 of its bytes.
     """
     if table.num_rows == 0:
         return []
     if table.schema != SCHEMAS[dataset]:
         raise ValueError(f"{dataset} table schema {table.schema} differs from {SCHEMAS[dataset]}")
     times = table.column(time_column).to_numpy()
-    days = (times // 86_400_000).astype(np.int64)
+    period = partition_period(timeframe)
+    unit = "D" if period == "day" else "M"
+    buckets = times.astype("datetime64[ms]").astype(f"datetime64[{unit}]")
     objects: list[StoredObject] = []
-    for day_index in np.unique(days):
-        mask = days == day_index
+    for bucket in np.unique(buckets):
+        mask = buckets == bucket
         part = table.filter(pa.array(mask))
         data = encode_parquet(part)
         digest = hashlib.sha256(data).hexdigest()
-        day = day_of(int(day_index) * 86_400_000)
-        key = f"{_partition(dataset, venue, symbol, timeframe, day)}/{digest}.parquet"
+        value = str(bucket)
+        key = f"{_partition(dataset, venue, symbol, timeframe, period, value)}/{digest}.parquet"
         written = store.put_if_absent(key, data)
         part_times = part.column(time_column).to_numpy()
         objects.append(
@@ -179,7 +186,7 @@ def write_partitioned(
                 venue=venue,
                 symbol=symbol,
                 timeframe=timeframe,
-                day=day,
+                partition=value,
                 rows=part.num_rows,
                 start=int(part_times.min()),
                 end=int(part_times.max()),
