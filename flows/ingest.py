@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
@@ -10,6 +12,7 @@ from prefect import flow
 from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
 
 from tasks.ingest import (
     connect_venue,
@@ -49,8 +52,9 @@ def ingest_market_data(
     (or the configured look-back), 1000 per request, concurrently across venues, within each
     venue's shared request-weight budget. A venue that keeps failing after retries is marked
     failed for this run, the others carry on, and its symbols are fetched from other venues
-    that list them. The batch manifest is published last; a re-run of the same window stores
-    nothing new and reports "up to date".
+    that list them. Order book snapshots and recent trades are taken alongside. The batch
+    manifest is published last. A re-run of the same window writes no candle object again and
+    reports the candles "up to date" (a fresh book snapshot is, by nature, always new).
 
     Args:
         config_path: TOML config file; default ``$TRADEFLOW_CONFIG`` or ``./tradeflow.toml``.
@@ -64,10 +68,24 @@ def ingest_market_data(
     with local_venues(settings) if own_venues else nullcontext(running_venues or {}) as running:
         urls = venue_urls(settings, running)
         end = end_ms or settings.history.end_ms() or int(time.time() * 1000)
-        state = read_lake_state(settings)
+        # quote(): the settings and result lists are plain data with no futures inside, and
+        # letting Prefect walk them on every task call costs seconds on a large run.
+        config = quote(settings)
+        state = read_lake_state(config)
 
-        connections = {v.id: connect_venue.submit(settings, v, urls[v.id]) for v in settings.venues}
+        connections = {v.id: connect_venue.submit(config, v, urls[v.id]) for v in settings.venues}
         statuses: dict[str, VenueStatus] = {vid: f.result() for vid, f in connections.items()}
+        requested = {v.id: settings.venue_symbols(v) for v in settings.venues}
+
+        # Snapshots run alongside the candle series, on every venue that connected.
+        snapshot_futures = [
+            snapshot_market_task.submit(
+                config, settings.venue(vid), urls[vid], symbol,
+                state.last_timestamp(f"trades:{series_key(vid, symbol)}"),
+            )
+            for vid, status in statuses.items() if status.ok for symbol in requested[vid]
+            if settings.ingest.order_book_depth or settings.ingest.trades_limit
+        ]  # fmt: skip
 
         def submit_series(
             venue_id: str, symbol: str, failover_for: str | None = None
@@ -80,12 +98,11 @@ def ingest_market_data(
                     end, timeframe_ms(timeframe), settings.history.days_for(timeframe),
                 )  # fmt: skip
                 future = fetch_candle_series.submit(
-                    settings, venue, urls[venue_id], symbol, timeframe, start, stop, failover_for
+                    config, venue, urls[venue_id], symbol, timeframe, start, stop, failover_for
                 )
                 futures.append(future)
             return futures
 
-        requested = {v.id: settings.venue_symbols(v) for v in settings.venues}
         futures = [f for vid, status in statuses.items() if status.ok
                    for symbol in requested[vid] for f in submit_series(vid, symbol)]  # fmt: skip
         series: list[SeriesResult] = [f.result() for f in futures]
@@ -95,24 +112,15 @@ def ingest_market_data(
         assignments, covered, uncovered = plan_failover(requested, lost, listings)
         series += [f.result() for a in assignments
                    for f in submit_series(a.venue, a.symbol, a.failover_for)]  # fmt: skip
-
-        snapshot_futures = [
-            snapshot_market_task.submit(
-                settings, settings.venue(vid), urls[vid], symbol,
-                state.last_timestamp(f"trades:{series_key(vid, symbol)}"),
-            )
-            for vid in listings for symbol in requested[vid]
-            if settings.ingest.order_book_depth or settings.ingest.trades_limit
-        ]  # fmt: skip
         snapshots = [f.result() for f in snapshot_futures]
 
     venues = final_statuses(statuses, series)
     run = {"flow_run_id": str(flow_run.id or ""), "end": end,
            "venues": {v.venue: v.ok for v in venues}}  # fmt: skip
-    manifest = publish_batch(settings, state, series, snapshots, run)
+    manifest = publish_batch(config, quote(state), quote(series), quote(snapshots), run)
     seconds = time.monotonic() - started
-    report_ingest(settings, venues, series, snapshots, covered, uncovered,
-                  manifest, seconds)  # fmt: skip
+    report_ingest(config, venues, quote(series), quote(snapshots), covered, uncovered,
+                  quote(manifest), seconds)  # fmt: skip
     return {
         "venues": [v.__dict__ for v in venues],
         "series": [r.to_dict() for r in series],
@@ -140,3 +148,30 @@ def run_ingest(
         task_runner=ThreadPoolTaskRunner(max_workers=max_concurrency)
     )
     return flow_with_workers(config_path=config_path, running_venues=running_venues, end_ms=end_ms)
+
+
+def start_prefect_api_early() -> Callable[[], None]:
+    """Start Prefect's temporary API server in the background; return a function that waits for it.
+
+    Without ``PREFECT_API_URL`` every process starts its own temporary server at its first flow
+    run, which takes seconds. Starting it while the caller does other work (the local venues,
+    imports) overlaps that wait. Call the returned function before the first flow run: the
+    server object marks itself running before it is ready. With an API URL set, this does nothing.
+    """
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return lambda: None
+
+    def start() -> None:
+        from prefect.server.api.server import SubprocessASGIServer
+
+        # A failure here is not lost: the flow run starts the server itself and reports it.
+        try:
+            SubprocessASGIServer().start()
+        except Exception:
+            return
+
+    thread = threading.Thread(target=start, name="prefect-api-start", daemon=True)
+    thread.start()
+    return thread.join

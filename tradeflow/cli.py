@@ -85,13 +85,15 @@ def _end_ms(end: datetime | None) -> int | None:
 def _run_ingest(
     settings: Settings, config: Path | None, end: datetime | None, progress: bool
 ) -> dict[str, Any]:
-    from flows.ingest import run_ingest
+    from flows.ingest import run_ingest, start_prefect_api_early
     from tradeflow.bootstrap import local_venues
     from tradeflow.progress import ProgressEvent, listening
 
     config_arg = str(config) if config else None
+    api_ready = start_prefect_api_early()  # overlaps Prefect's server start with the venues'
 
     def flow(**arguments: Any) -> dict[str, Any]:
+        api_ready()
         return run_ingest(max_concurrency=settings.ingest.max_concurrency, **arguments)
 
     with local_venues(settings) as running:
