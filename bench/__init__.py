@@ -1,0 +1,19 @@
+"""tradeflow benchmarks: ``python -m bench`` (or ``make bench``).
+
+Two questions, answered with numbers against the local simulated venues:
+
+1. Throughput: what does the whole ``ingest-market-data`` flow (fetch, parse, store, manifest,
+   under Prefect) cost compared with a bare loop of ccxt ``fetch_ohlcv`` calls over the very
+   same pages? The project's goal is at most 1.25x the bare loop.
+2. Second run: the real CLI run twice over one pinned window; the second run finds nothing new
+   and should take a small fraction of the first. The pipeline process's peak RSS is reported.
+
+Modules:
+    cli: argument parsing and the order of the sections.
+    workload: the benchmark config file, the pinned window and the pages to fetch.
+    baseline: the bare ccxt fetch loops (sequential and thread pool).
+    pipeline: one timed run of the Prefect flow into a fresh lake.
+    throughput: section 1 (warm-up, cold run, alternating repetitions, medians).
+    second_run: section 2 and 3 (the CLI as a subprocess, wall times, peak RSS).
+    report: the rich tables, the verdict lines and the JSON results file.
+"""

@@ -1,0 +1,283 @@
+"""``python -m bench``: argument parsing and the order of the benchmark sections."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from bench.workload import REPO, Workspace, base_settings, last_whole_hour_ms
+from tradeflow.bootstrap import prepare_environment
+from tradeflow.timeframes import iso, to_ms
+
+RESULTS_DIR = REPO / "bench" / "results"
+SECTIONS = ("throughput", "second-run")
+
+#: The full run and the --quick smoke run: look-back days of 1m and 1h, and repetitions.
+FULL = {"days_1m": 30, "days_1h": 180, "repeat": 3}
+QUICK = {"days_1m": 3, "days_1h": 30, "repeat": 1}
+
+#: Environment overrides the benchmark sets itself: a stray one would silently change the window
+#: or point every run at the same (non-empty) lake.
+_CONTROLLED_ENV = ("TRADEFLOW_CONFIG", "TRADEFLOW_STORAGE__URL", "TRADEFLOW_DATA_DIR", "TRADEFLOW_HISTORY__")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the command line parser."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=(
+            "Benchmark tradeflow against its local simulated venues.\n\n"
+            "throughput  the whole ingest-market-data flow (fetch, parse, store, manifest, under\n"
+            "            Prefect) vs a bare loop of ccxt fetch_ohlcv calls over the same pages of\n"
+            "            the same running simulator: sequential, and with a thread pool of\n"
+            "            ingest.max_concurrency. Goal: pipeline <= 1.25x the bare concurrent loop.\n"
+            "second-run  the real CLI (python -m tradeflow.cli ingest) twice over one pinned\n"
+            "            window; the second finds nothing new. Wall times, the flow's own seconds,\n"
+            "            their ratios, and the pipeline process's peak RSS."
+        ),
+        epilog=(
+            "Results: tables on stdout and bench/results/<UTC timestamp>.json.\n"
+            "The default run takes about 4-6 minutes on 2 cores, --quick about 1.\n\n"
+            "examples:\n"
+            "  python -m bench --quick\n"
+            "  python -m bench --only throughput --repeat 5 --days-1m 14\n"
+            "  make bench"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke run: {QUICK['days_1m']} days of 1m, {QUICK['days_1h']} days of 1h, "
+        f"repeat {QUICK['repeat']} (explicit options still win)",
+    )
+    parser.add_argument("--only", choices=SECTIONS, help="run one section only (default: both)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        metavar="N",
+        help=f"timed repetitions per method; the median is reported (default {FULL['repeat']})",
+    )
+    parser.add_argument(
+        "--days-1m",
+        type=int,
+        metavar="DAYS",
+        help=f"look-back of the 1m series in days (default {FULL['days_1m']})",
+    )
+    parser.add_argument(
+        "--days-1h",
+        type=int,
+        metavar="DAYS",
+        help=f"look-back of the 1h series in days (default {FULL['days_1h']})",
+    )
+    parser.add_argument(
+        "--end",
+        type=_utc,
+        metavar="YYYY-MM-DDTHH:MM:SS",
+        help="pin the window end (UTC; default: the last whole hour)",
+    )
+    parser.add_argument(
+        "--small-fraction",
+        type=float,
+        default=0.25,
+        metavar="RATIO",
+        help="second/first wall-time ratio read as 'a small fraction' (default 0.25)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the timed runs, profile one more pipeline run and one more bare "
+        "concurrent run with py-spy (GIL samples), and show where the time went",
+    )
+    parser.add_argument("--py-spy", metavar="PATH", help="py-spy executable for --profile (default: on PATH)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        metavar="DIR",
+        help="parent folder of the temporary configs and lakes (default: system temp)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temporary configs, lakes and CLI logs")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=RESULTS_DIR,
+        metavar="DIR",
+        help="where the JSON results go (default bench/results)",
+    )
+    return parser
+
+
+def _utc(text: str) -> int:
+    moment = datetime.fromisoformat(text)
+    return to_ms(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+
+
+def resolve_options(args: argparse.Namespace) -> dict[str, int]:
+    """Return days_1m, days_1h and repeat: explicit options, else --quick's, else the full run's."""
+    preset = QUICK if args.quick else FULL
+    options = {
+        key: getattr(args, key) if getattr(args, key) is not None else value for key, value in preset.items()
+    }
+    for key, value in options.items():
+        if value < 1:
+            raise SystemExit(f"python -m bench: error: --{key.replace('_', '-')} must be at least 1")
+    return options
+
+
+def prepare_process(console: Console) -> None:
+    """Set up the environment as ``make bench`` does, and drop overrides the bench controls.
+
+    Prefect's home defaults to the project's ``data/prefect`` (what the Makefile exports), via
+    the project's own :func:`prepare_environment`; values already set (by make) win.
+    """
+    for name in list(os.environ):
+        if name.startswith(_CONTROLLED_ENV):
+            console.print(f"[yellow]note:[/] ignoring {name} (the benchmark sets its own)")
+            del os.environ[name]
+    prepare_environment(base_settings().model_copy(update={"data_dir": REPO / "data"}))
+    if str(REPO) not in sys.path:  # `flows` and `tasks` are imported from the repository
+        sys.path.insert(0, str(REPO))
+
+
+def _version(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def environment() -> dict[str, Any]:
+    """Return what the numbers depend on: machine, interpreter, packages, commit."""
+    try:
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False
+            ).stdout.strip()
+            or None
+        )
+    except OSError:
+        commit = None
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "executable": sys.executable,
+        "packages": {p: _version(p) for p in ("prefect", "ccxt", "numpy", "pyarrow", "aiohttp")},
+        "commit": commit,
+        "prefect_home": os.environ.get("PREFECT_HOME"),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; return the process exit code (0 when it ran, whatever the verdicts)."""
+    args = build_parser().parse_args(argv)
+    options = resolve_options(args)
+    # Off a terminal (make, CI, a pipe) rich assumes 80 columns and folds the tables.
+    console = Console() if sys.stdout.isatty() else Console(width=120)
+    started_at, started = datetime.now(UTC), time.perf_counter()
+    prepare_process(console)
+
+    from bench import report
+    from bench.throughput import measure_throughput
+    from bench.workload import BenchError
+
+    profile_to = _profile_target(args, started_at) if args.profile else None
+    end_ms = args.end if args.end is not None else last_whole_hour_ms()
+    days = {"1m": options["days_1m"], "1h": options["days_1h"]}
+    workspace = Workspace(base_settings(), days, root=args.workdir)
+    console.print(
+        f"[bold]tradeflow bench[/]: window end {iso(end_ms)}, {days['1m']} d of 1m, "
+        f"{days['1h']} d of 1h, repeat {options['repeat']}; workspace {workspace.path}"
+    )
+    throughput = second = None
+    try:
+        # The CLI runs go first: this process has not started Prefect's API server yet, so they
+        # get the machine (and the Prefect database) to themselves.
+        if args.only in (None, "second-run"):
+            from bench.second_run import measure_second_run
+
+            # A second `make run` is about the shipped config, so this section uses its
+            # look-back (the --quick smoke run keeps its small window).
+            shipped = {tf: workspace.base.history.days_for(tf) for tf in days}
+            second_space = workspace if args.quick else Workspace(workspace.base, shipped, root=args.workdir)
+            try:
+                second = measure_second_run(second_space, end_ms, console)
+            finally:
+                if second_space is not workspace and not args.keep:
+                    second_space.cleanup()
+        if args.only in (None, "throughput"):
+            _, settings = workspace.new_run("simulator")
+            throughput = measure_throughput(
+                workspace, settings, end_ms, options["repeat"], console, profile_to
+            )
+    except BenchError as error:
+        console.print(f"[bold red]benchmark invalid:[/] {error}")
+        return 2
+    finally:
+        if not args.keep:
+            workspace.cleanup()
+
+    _print_tables(console, report, throughput, second)
+    elapsed = time.perf_counter() - started
+    payload = {
+        "started_at": started_at.isoformat(),
+        "elapsed_seconds": elapsed,
+        "argv": list(sys.argv if argv is None else argv),
+        "options": {**options, "end": iso(end_ms), "only": args.only, "small_fraction": args.small_fraction},
+        "environment": environment(),
+        "throughput": None if throughput is None else throughput.to_json(),
+        "second_run": None if second is None else second.to_json(),
+        "goal": {"throughput_ratio_max": report.THROUGHPUT_GOAL},
+    }
+    lines = report.verdicts(throughput, second, args.small_fraction)
+    payload["verdicts"] = [Console(width=400).render_str(line).plain for line in lines]
+    path = report.write_results(args.results, started_at, payload)
+    console.rule("Verdict")
+    for line in lines:
+        console.print(line)
+    console.print(f"\nResults: {path}   (whole benchmark: {elapsed:.0f} s)")
+    return 0
+
+
+def _profile_target(args: argparse.Namespace, started_at: datetime) -> tuple[str, Path]:
+    from bench.profile import find_py_spy
+
+    py_spy = find_py_spy(args.py_spy)
+    if py_spy is None:
+        raise SystemExit(
+            "python -m bench: error: --profile needs py-spy (pip install py-spy, or --py-spy PATH)"
+        )
+    return py_spy, args.results / f"{started_at.strftime('%Y%m%dT%H%M%SZ')}-profile"
+
+
+def _print_tables(console: Console, report: Any, throughput: Any, second: Any) -> None:
+    console.print()
+    if throughput is not None:
+        for warning in throughput.warnings:
+            console.print(f"[yellow]warning:[/] {warning}")
+        console.print(report.throughput_table(throughput))
+        console.print(report.ratio_table(throughput))
+        console.print(report.pipeline_details(throughput))
+        console.print(report.cpu_table(throughput))
+        tables = (
+            report.profile_table(throughput),
+            report.top_frames_table(throughput),
+            report.timeline_table(throughput),
+        )
+        for table in tables:
+            if table is not None:
+                console.print(table)
+    if second is not None:
+        console.print(report.second_run_table(second))
+        console.print(report.memory_table(second))
