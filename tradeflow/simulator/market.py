@@ -376,6 +376,24 @@ class VenueMarket:
 
     # ----------------------------------------------------------------- klines
 
+    def _snap_volumes(self, candles: Candles) -> Candles:
+        """Return aggregated candles with their base volumes back on the lot-size grid.
+
+        Sums of lot-aligned volumes drift off the grid in binary floating point.
+        """
+        return Candles(
+            open_time=candles.open_time,
+            open=candles.open,
+            high=candles.high,
+            low=candles.low,
+            close=candles.close,
+            volume=self.step.round(candles.volume),
+            quote_volume=candles.quote_volume,
+            taker_base=self.step.round(candles.taker_base),
+            taker_quote=candles.taker_quote,
+            trades=candles.trades,
+        )
+
     def _interval_day(self, group: int, day: int) -> tuple[Candles, BoolArray]:
         if group == 1:
             blk = self.block(day)
@@ -384,19 +402,7 @@ class VenueMarket:
         def build() -> tuple[Candles, BoolArray]:
             blk = self.block(day)
             agg, exists = aggregate(blk.candles, blk.present, group)
-            # Sums of lot-aligned volumes drift off the grid in binary; snap them back.
-            agg = Candles(
-                open_time=agg.open_time,
-                open=agg.open,
-                high=agg.high,
-                low=agg.low,
-                close=agg.close,
-                volume=self.step.round(agg.volume),
-                quote_volume=agg.quote_volume,
-                taker_base=self.step.round(agg.taker_base),
-                taker_quote=agg.taker_quote,
-                trades=agg.trades,
-            ).freeze()
+            agg = self._snap_volumes(agg).freeze()
             exists.setflags(write=False)
             return agg, exists
 
@@ -422,18 +428,7 @@ class VenueMarket:
         present = blk.present[lo_idx : hi_idx + 1]
         partial, partial_exists = aggregate(minutes, present, len(minutes))
         if group > 1:
-            partial = Candles(
-                open_time=partial.open_time,
-                open=partial.open,
-                high=partial.high,
-                low=partial.low,
-                close=partial.close,
-                volume=self.step.round(partial.volume),
-                quote_volume=partial.quote_volume,
-                taker_base=self.step.round(partial.taker_base),
-                taker_quote=partial.taker_quote,
-                trades=partial.trades,
-            )
+            partial = self._snap_volumes(partial)
         candles = Candles.concat([full.take(slice(0, keep)), partial])
         return candles, np.concatenate([exists[:keep], partial_exists])
 
