@@ -201,3 +201,43 @@ def test_order_book_and_new_trades_are_stored(start_venues, tmp_path):
         policy=FAST_RETRIES,
     )
     assert again.trades < 100  # only trades newer than the stored ones
+
+
+def test_a_crash_before_the_manifest_leaves_nothing_visible_and_the_rerun_adopts_the_objects(
+    start_venues, tmp_path
+):
+    from tradeflow.ingest import stored_object
+    from tradeflow.storage.lake import publish_manifest, read_state
+
+    urls = start_venues(venue("a", 1))
+    store = LocalObjectStore(tmp_path)
+    end = floor_ms(int(time.time() * 1000), HOUR_MS)
+    window = {"symbol": "BTC/USDT", "timeframe": "1m", "start": end - 1500 * MINUTE_MS, "end": end}
+    crashed = ingest_candle_series(
+        source("a", urls["a"]), store, page_limit=1000, policy=FAST_RETRIES, **window
+    )
+    assert crashed.objects_written > 0
+    assert read_state(store).series == {}  # the run died here: nothing is visible
+
+    rerun = ingest_candle_series(
+        source("a", urls["a"]), store, page_limit=1000, policy=FAST_RETRIES, **window
+    )
+    assert rerun.objects_written == 0  # the same bytes were already there
+    manifest = publish_manifest(store, read_state(store), [stored_object(o) for o in rerun.objects],
+                                created_at=1, config_hash="h", run={})  # fmt: skip
+    assert manifest is not None
+    assert read_state(store).last_timestamp("a|BTC/USDT|1m") == end - MINUTE_MS
+
+
+def test_a_dirty_venues_holes_are_reported_not_patched(start_venues, tmp_path):
+    urls = start_venues(venue("dirty", 9, "dirty"))
+    store = LocalObjectStore(tmp_path)
+    end = floor_ms(int(time.time() * 1000), HOUR_MS)
+    result = ingest_candle_series(
+        source("dirty", urls["dirty"]), store, symbol="ETH/USDT", timeframe="1m",
+        start=end - 5 * 1440 * MINUTE_MS, end=end, page_limit=1000, policy=FAST_RETRIES,
+    )  # fmt: skip
+    rows = stored_rows(store, result)
+    assert result.holes > 0 and result.candles == len(rows) == 5 * 1440 - result.holes
+    gaps = np.diff(rows[:, 0]) // MINUTE_MS
+    assert int((gaps - 1).sum()) == result.holes  # every missing minute is still missing in storage

@@ -58,3 +58,21 @@ def test_the_lake_on_s3_round_trips_and_dedupes(moto_server, s3_bucket):
     assert not any(o.written for o in again)
     assert publish_manifest(store, state, again, created_at=2, config_hash="h", run={}) is None
     assert store.describe().startswith(f"s3://{s3_bucket}/lake")
+
+
+def test_two_runs_cannot_both_publish_the_same_manifest_on_s3(moto_server, s3_bucket):
+    import pytest
+
+    from tradeflow.storage.lake import ConcurrentPublishError, LakeState
+
+    store = open_store(f"s3://{s3_bucket}/lake", s3_endpoint_url=moto_server)
+    first = write_partitioned(
+        store, "candles", candles_table(rows(10)), venue="a", symbol="X/Y", timeframe="1m"
+    )
+    second = write_partitioned(
+        store, "candles", candles_table(rows(10)), venue="b", symbol="X/Y", timeframe="1m"
+    )
+    publish_manifest(store, LakeState(), first, created_at=1, config_hash="h", run={})
+    with pytest.raises(ConcurrentPublishError):
+        publish_manifest(store, LakeState(), second, created_at=2, config_hash="h", run={})
+    assert list(read_state(store).series) == ["a|X/Y|1m"]  # the first writer's history stands
