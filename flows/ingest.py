@@ -31,6 +31,7 @@ from tradeflow.ingest import (
     lost_symbols,
     plan_failover,
     series_window,
+    unlisted_results,
 )
 from tradeflow.storage.lake import series_key
 from tradeflow.timeframes import timeframe_ms
@@ -83,7 +84,8 @@ def ingest_market_data(
                 config, settings.venue(vid), urls[vid], symbol,
                 state.last_timestamp(f"trades:{series_key(vid, symbol)}"),
             )
-            for vid, status in statuses.items() if status.ok for symbol in requested[vid]
+            for vid, status in statuses.items() if status.ok
+            for symbol in requested[vid] if symbol not in status.unlisted
             if settings.ingest.order_book_depth or settings.ingest.trades_limit
         ]  # fmt: skip
 
@@ -104,8 +106,10 @@ def ingest_market_data(
             return futures
 
         futures = [f for vid, status in statuses.items() if status.ok
-                   for symbol in requested[vid] for f in submit_series(vid, symbol)]  # fmt: skip
+                   for symbol in requested[vid] if symbol not in status.unlisted
+                   for f in submit_series(vid, symbol)]  # fmt: skip
         series: list[SeriesResult] = [f.result() for f in futures]
+        series += [r for s in statuses.values() for r in unlisted_results(s, settings.ingest.timeframes)]
 
         lost = lost_symbols(requested, statuses, series)
         listings = {vid: s.symbols_listed for vid, s in statuses.items() if s.ok and vid not in lost}

@@ -33,6 +33,7 @@ from tradeflow.ingest import (
     stored_object,
     summary_markdown,
     summary_rows,
+    unlisted_symbols,
 )
 from tradeflow.sources.base import PermanentSourceError
 from tradeflow.sources.ccxt_source import CcxtMarketDataSource
@@ -86,16 +87,17 @@ def connect_venue(settings: Settings, venue: VenueConfig, base_url: str | None) 
     policy = RetryPolicy.from_config(settings.retry)
     try:
         listed = call_with_retry(source.load_markets, policy, venue=venue.id)
-        for symbol in settings.venue_symbols(venue):
-            source.require_symbol(symbol)
     except (VenueFailedError, PermanentSourceError) as error:
         logger.warning("venue %s failed: %s", venue.id, error)
         source.close()
         return VenueStatus(venue.id, ok=False, base_url=base_url, error=str(error))
     with _markets_lock:
         _markets[(venue.id, base_url)] = source
+    unlisted = unlisted_symbols(venue.id, settings.venue_symbols(venue), listed)
+    for message in unlisted.values():
+        logger.warning("%s", message)
     logger.info("venue %s: %d markets", venue.id, len(listed))
-    return VenueStatus(venue.id, ok=True, base_url=base_url, symbols_listed=listed)
+    return VenueStatus(venue.id, ok=True, base_url=base_url, symbols_listed=listed, unlisted=unlisted)
 
 
 @task(

@@ -145,7 +145,11 @@ def _print_summary(result: dict[str, Any], settings: Settings) -> None:
         table.add_column(column, justify="right" if column in numeric else "left", overflow="fold",
                          max_width=48 if column == "note" else None)  # fmt: skip
     for row in summary_rows(series):
-        style = "red" if row["status"] == "failed" else ("dim" if row["status"] == "up to date" else "")
+        style = (
+            "red"
+            if row["status"] in ("failed", "not listed")
+            else ("dim" if row["status"] == "up to date" else "")
+        )
         table.add_row(*(f"{row[c]:,}" if c in numeric else str(row[c]) for c in columns), style=style)
     console.print(table)
     for venue in result["venues"]:

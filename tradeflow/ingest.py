@@ -28,6 +28,7 @@ from tradeflow.sources.base import (
     PermanentSourceError,
     RetryableSourceError,
     SourceError,
+    UnknownSymbolError,
 )
 from tradeflow.storage.lake import (
     ORDER_BOOK_SCHEMA,
@@ -249,7 +250,7 @@ class SeriesResult:
     venue: str
     symbol: str
     timeframe: str
-    status: str  # "stored", "up to date", "failed"
+    status: str  # "stored", "up to date", "failed", "not listed"
     window_start: int | None = None
     window_end: int | None = None
     candles: int = 0
@@ -497,6 +498,25 @@ def plan_failover(
     return assignments, covered, uncovered
 
 
+def unlisted_symbols(venue: str, symbols: Sequence[str], listed: Sequence[str]) -> dict[str, str]:
+    """Return each configured symbol the venue does not list, with an error naming what it does."""
+    listed_set = set(listed)
+    return {s: str(UnknownSymbolError(venue, s, sorted(listed))) for s in symbols if s not in listed_set}
+
+
+def unlisted_results(status: VenueStatus, timeframes: Sequence[str]) -> list[SeriesResult]:
+    """Return a ``not listed`` result for every timeframe of every symbol the venue lacks.
+
+    A symbol a venue does not list is that symbol's failure, not the venue's: the venue stays
+    healthy for its other symbols, and the symbol is failed over like any lost one.
+    """
+    return [
+        SeriesResult(status.venue, symbol, timeframe, "not listed", error=message)
+        for symbol, message in status.unlisted.items()
+        for timeframe in timeframes
+    ]
+
+
 def lost_symbols(
     requested: Mapping[str, Sequence[str]],
     statuses: Mapping[str, VenueStatus],
@@ -508,7 +528,7 @@ def lost_symbols(
     """
     lost = {venue: list(requested[venue]) for venue, status in statuses.items() if not status.ok}
     for result in series:
-        if result.status == "failed":
+        if result.status in ("failed", "not listed"):
             symbols = lost.setdefault(result.venue, [])
             if result.symbol not in symbols:
                 symbols.append(result.symbol)
@@ -543,6 +563,7 @@ class VenueStatus:
     base_url: str | None
     error: str | None = None
     symbols_listed: list[str] = field(default_factory=list)
+    unlisted: dict[str, str] = field(default_factory=dict)  # configured symbol → why not served
 
 
 def summary_rows(series: Sequence[SeriesResult]) -> list[dict[str, Any]]:
@@ -604,7 +625,7 @@ def summary_markdown(
     for venue in venues:
         state = "ok" if venue.ok else f"**FAILED**: {venue.error}"
         lines.append(f"- `{venue.venue}` ({venue.base_url or 'default URL'}): {state}")
-    failed_series = [r for r in series if r.status == "failed"]
+    failed_series = [r for r in series if r.status in ("failed", "not listed")]
     if failed_series:
         lines += ["", "## Failed series"]
         lines += [f"- {r.key}: {r.error}" for r in failed_series]

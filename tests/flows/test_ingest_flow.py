@@ -123,3 +123,39 @@ def test_with_snapshots_off_a_rerun_publishes_nothing(write_config, tmp_path):
     assert ingest_market_data(config_path=path)["manifest"]["sequence"] == 1
     assert ingest_market_data(config_path=path)["manifest"] is None  # up to date: nothing written
     assert list(LocalObjectStore(tmp_path / "lake").list("manifests/")) == ["manifests/ingest/00000001.json"]
+
+
+def test_an_unlisted_symbol_fails_alone_and_fails_over(tmp_path):
+    from tests.flows.conftest import BASE_CONFIG
+    from tradeflow.simulator import ClusterSpec, SymbolSpec, VenueCluster, VenueSpec
+
+    # An "exchange" reached through a base-URL override, listing only BTC and ETH.
+    spec = ClusterSpec(
+        symbols=[
+            SymbolSpec(symbol="BTC/USDT", base_price=60_000.0, tick_size=0.01, step_size=0.00001),
+            SymbolSpec(symbol="ETH/USDT", base_price=3_000.0, tick_size=0.01, step_size=0.0001),
+        ],
+        venues=[VenueSpec(id="ext", seed=4)],
+    )
+    with VenueCluster(spec).start(mode="thread") as external:
+        config = tmp_path / "tradeflow.toml"
+        config.write_text(
+            BASE_CONFIG.format(
+                data=tmp_path / "data", lake=tmp_path / "lake", profile="clean", storage_extra=""
+            )
+            + f'[[venues]]\nid = "ext"\nexchange = "binance"\nbase_url = "{external.base_urls["ext"]}"\n'
+            'symbols = ["BTC/USDT", "SOL/USDT"]\n'
+            '[[venues]]\nid = "sim-alpha"\nsimulated = true\nsymbols = ["ETH/USDT"]\n'
+            "simulator = { seed = 11 }\n"
+        )
+        result = ingest_market_data(config_path=str(config))
+    venues = {v["venue"]: v for v in result["venues"]}
+    assert venues["ext"]["ok"] and venues["sim-alpha"]["ok"]  # an unlisted symbol fails alone
+    unlisted = [s for s in result["series"] if s["status"] == "not listed"]
+    assert {(s["venue"], s["symbol"]) for s in unlisted} == {("ext", "SOL/USDT")}
+    assert "'SOL/USDT' is not listed; it lists 2 symbols: BTC/USDT, ETH/USDT" in unlisted[0]["error"]
+    takeover = [s for s in result["series"] if s["failover_for"] == "ext"]
+    assert {(s["venue"], s["symbol"], s["status"]) for s in takeover} == {("sim-alpha", "SOL/USDT", "stored")}
+    assert result["covered"] == {"SOL/USDT": ["sim-alpha"]}
+    stored = {(s["venue"], s["symbol"]) for s in result["series"] if s["status"] == "stored"}
+    assert {("ext", "BTC/USDT"), ("sim-alpha", "ETH/USDT"), ("sim-alpha", "SOL/USDT")} <= stored
