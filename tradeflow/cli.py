@@ -191,9 +191,8 @@ def run(config: ConfigOption = None, faults: FaultsOption = None, end: EndOption
     console.print(
         f"\n[bold]Done in {time.monotonic() - started:.0f} s.[/] Where to look next:\n"
         "  • [cyan]tradeflow lake ls[/]      what the lake holds, per venue / symbol / timeframe\n"
-        "  • [cyan]make ui[/]                the Prefect UI (http://127.0.0.1:4200): the flow run,\n"
-        "                           its tasks,"
-        "                           and the 'ingest-series' / 'ingest-summary' artifacts\n"
+        "  • [cyan]make ui[/]                the Prefect UI (http://127.0.0.1:4200): this flow run,\n"
+        "                           its tasks and the 'ingest-series' / 'ingest-summary' artifacts\n"
         "  • [cyan]make run[/] again         fetches only the candles that closed since this run\n"
         "  • [cyan]make chaos[/]             the same window through failing venues stores identical data\n"
         "  • [cyan]tradeflow --help[/]       every command"
