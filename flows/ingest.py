@@ -160,22 +160,34 @@ def start_prefect_api_early() -> Callable[[], None]:
     Without ``PREFECT_API_URL`` every process starts its own temporary server at its first flow
     run, which takes seconds. Starting it while the caller does other work (the local venues,
     imports) overlaps that wait. Call the returned function before the first flow run: the
-    server object marks itself running before it is ready. With an API URL set, this does nothing.
+    server object marks itself running before it is ready. The wait re-raises a failed start.
+    With an API URL set, this does nothing.
     """
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
         return lambda: None
 
+    failures: list[BaseException] = []
+
     def start() -> None:
         from prefect.server.api.server import SubprocessASGIServer
 
-        # A failure here is not lost: the flow run starts the server itself and reports it.
+        server = SubprocessASGIServer()
         try:
-            SubprocessASGIServer().start()
-        except Exception:
-            return
+            server.start()
+        except BaseException as error:
+            # Prefect leaves a server that timed out running; stop it, or the flow run's own
+            # attempt would start a second one racing it for the same SQLite database.
+            server.stop()
+            failures.append(error)
 
     thread = threading.Thread(target=start, name="prefect-api-start", daemon=True)
     thread.start()
-    return thread.join
+
+    def wait() -> None:
+        thread.join()
+        if failures:
+            raise failures[0]
+
+    return wait

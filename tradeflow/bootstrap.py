@@ -28,6 +28,8 @@ def prepare_environment(settings: Settings) -> None:
         "PREFECT_HOME": str(data_dir / "prefect"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_LOGGING_LEVEL": "WARNING",
+        # A first run migrates a new database; 20 s (Prefect's default) is tight on 2 busy cores.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "DO_NOT_TRACK": "1",
     }
