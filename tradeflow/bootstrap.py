@@ -83,10 +83,7 @@ def simulator_spec(settings: Settings):  # type: ignore[no-untyped-def]  # Clust
                 data=data,
             )
         )
-    symbols = [
-        SymbolSpec(**spec.model_dump(exclude={"replay"}), replay=spec.replay)
-        for spec in settings.simulator.symbols
-    ]
+    symbols = [SymbolSpec(**spec.model_dump()) for spec in settings.simulator.symbols]
     return ClusterSpec(
         world_seed=settings.simulator.world_seed,
         symbols=symbols,

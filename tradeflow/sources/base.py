@@ -75,10 +75,6 @@ class MarketDataSource(Protocol):
         """Return the unified symbols the venue lists."""
         ...
 
-    def server_time(self) -> int:
-        """Return the venue's clock in UTC milliseconds."""
-        ...
-
     def fetch_candles(self, symbol: str, timeframe: str, since: int, until: int, limit: int) -> np.ndarray:
         """Return candles with ``since <= open time <= until`` as an (n, 6) OHLCV array."""
         ...

@@ -41,7 +41,7 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
 #: client-side budget. Exchanges not listed count one unit per request.
 _BINANCE_DEPTH_WEIGHTS = ((100, 5), (500, 25), (1000, 50), (5000, 250))
 REQUEST_WEIGHTS: dict[str, dict[str, int]] = {
-    "binance": {"load_markets": 20, "server_time": 1, "candles": 2, "trades": 25},
+    "binance": {"load_markets": 20, "candles": 2, "trades": 25},
 }
 
 
@@ -225,13 +225,6 @@ class CcxtMarketDataSource:
             self.load_markets()
         if symbol not in self.exchange.markets:
             raise UnknownSymbolError(self.venue, symbol, sorted(self.exchange.markets))
-
-    def server_time(self) -> int:
-        """Return the venue's clock in UTC milliseconds."""
-        value = self._call("server_time", self.exchange.fetch_time, weight=self._weight("server_time"))
-        if not isinstance(value, int):
-            raise RetryableSourceError(self.venue, f"server_time: malformed {value!r}", kind="malformed")
-        return value
 
     def fetch_candles(self, symbol: str, timeframe: str, since: int, until: int, limit: int) -> np.ndarray:
         """Return candles with ``since <= open time <= until`` (at most ``limit``), oldest first."""
