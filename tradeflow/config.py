@@ -303,6 +303,126 @@ class IngestConfig(_Section):
         return value
 
 
+CheckPolicy = Literal["fail", "warn", "ignore"]
+
+#: Every validation check by name, with its default policy. ``fail`` quarantines the batch,
+#: ``warn`` keeps it and flags it in the report, ``ignore`` skips the check.
+DEFAULT_CHECK_POLICIES: dict[str, CheckPolicy] = {
+    # candles
+    "columns": "fail",
+    "dtypes": "fail",
+    "not_null": "fail",
+    "high_covers_body": "fail",
+    "low_covers_body": "fail",
+    "positive_low": "fail",
+    "non_negative_volume": "fail",
+    "unique_timestamps": "fail",
+    "increasing_timestamps": "fail",
+    "aligned_timestamps": "fail",
+    "completeness": "warn",
+    "price_spikes": "warn",
+    "volume_anomalies": "warn",
+    "staleness": "fail",
+    "frozen_prices": "warn",
+    # cross-venue
+    "cross_venue_discrepancy": "fail",
+    # order books
+    "book_sides": "fail",
+    "bids_descending": "fail",
+    "asks_ascending": "fail",
+    "book_not_crossed": "fail",
+    "book_positive": "fail",
+    "spread_within_bounds": "warn",
+    # trades
+    "trade_ids_unique": "fail",
+    "trade_not_null": "fail",
+    "trade_positive": "fail",
+    "trade_sides": "fail",
+}
+
+
+class ValidationConfig(_Section):
+    """How ingested batches are validated, and what a failed check does."""
+
+    spike_threshold: float = Field(
+        default=0.10, gt=0, le=10, description="A close-to-close move above this fraction is a spike."
+    )
+    spike_confirmation: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="A spike is confirmed when the other venues' median move has the same sign and "
+        "at least this fraction of the threshold.",
+    )
+    volume_zscore: float = Field(
+        default=3.0, gt=0, description="A volume whose robust z-score exceeds this is an anomaly."
+    )
+    volume_window: int = Field(
+        default=60, ge=5, le=10_000, description="Rolling window (candles) of the volume z-score."
+    )
+    volume_anomaly_max_fraction: float = Field(
+        default=0.25,
+        ge=0,
+        le=1,
+        description="The volume check fails when more than this fraction of candles are anomalies "
+        "(each one is reported either way; crypto volume is heavy-tailed).",
+    )
+    staleness_candles: int = Field(
+        default=3,
+        ge=1,
+        description="The last candle may close at most this many candles before the batch's as-of "
+        "time (the ingest run's window end).",
+    )
+    frozen_minutes: int = Field(
+        default=30,
+        ge=1,
+        description="A run of flat candles at an unchanged price lasting this long (at least 3 "
+        "candles) is a frozen feed.",
+    )
+    discrepancy_threshold: float = Field(
+        default=0.005, gt=0, description="A venue's close further than this from the venues' median "
+        "flags that venue and candle.",
+    )
+    discrepancy_max_fraction: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="The cross-venue check fails a venue's batch when more than this fraction of "
+        "its candles are flagged.",
+    )
+    min_venues_for_discrepancy: int = Field(
+        default=3,
+        ge=2,
+        description="Venues needed at a candle to tell which one is off (with two, neither is).",
+    )
+    max_spread: float = Field(
+        default=0.02, gt=0, description="Largest order book spread, as a fraction of the mid price."
+    )
+    consensus: Literal["median", "volume_weighted"] = Field(
+        default="median", description="How curated candles combine the venues that passed."
+    )
+    policies: dict[str, CheckPolicy] = Field(
+        default_factory=dict,
+        description="Policy per check (fail | warn | ignore); unlisted checks keep their default.",
+    )
+
+    @field_validator("policies")
+    @classmethod
+    def _known_checks(cls, value: dict[str, CheckPolicy]) -> dict[str, CheckPolicy]:
+        for name in value:
+            if name not in DEFAULT_CHECK_POLICIES:
+                close = difflib.get_close_matches(name, DEFAULT_CHECK_POLICIES, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(
+                    f"unknown check {name!r}{hint}; checks: {', '.join(DEFAULT_CHECK_POLICIES)}"
+                )
+        return value
+
+    def policy(self, check: str) -> CheckPolicy:
+        """Return the policy of one check."""
+        return self.policies.get(check, DEFAULT_CHECK_POLICIES[check])
+
+
 class Settings(BaseSettings):
     """The whole tradeflow configuration."""
 
@@ -327,6 +447,7 @@ class Settings(BaseSettings):
     retry: RetryConfig = Field(default_factory=RetryConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
     venues: list[VenueConfig] = Field(default_factory=_default_venues, min_length=1)
 
     @classmethod

@@ -138,8 +138,13 @@ class StoredObject:
         }
 
 
-def _partition(dataset: str, venue: str, symbol: str, timeframe: str | None, period: str, value: str) -> str:
-    parts = [f"raw/{dataset}", f"venue={venue}", f"symbol={symbol.replace('/', '-')}"]
+def _partition(
+    dataset: str, venue: str, symbol: str, timeframe: str | None, period: str, value: str, layer: str = "raw"
+) -> str:
+    parts = [f"{layer}/{dataset}"]
+    if venue:
+        parts.append(f"venue={venue}")
+    parts.append(f"symbol={symbol.replace('/', '-')}")
     if timeframe:
         parts.append(f"timeframe={timeframe}")
     parts.append(f"{period}={value}")
@@ -155,15 +160,21 @@ def write_partitioned(
     symbol: str,
     timeframe: str | None = None,
     time_column: str = "timestamp",
+    layer: str = "raw",
+    schema: pa.Schema | None = None,
 ) -> list[StoredObject]:
     """Split ``table`` by UTC day (or month, see :func:`partition_period`) and write each part.
+
+    ``layer`` is ``raw`` (exchange data, per venue) or ``curated`` (consensus, venue ``""``);
+    ``schema`` defaults to the raw dataset's.
 
     Returns one :class:`StoredObject` per partition; the object name is the SHA-256 of its bytes.
     """
     if table.num_rows == 0:
         return []
-    if table.schema != SCHEMAS[dataset]:
-        raise ValueError(f"{dataset} table schema {table.schema} differs from {SCHEMAS[dataset]}")
+    expected = schema if schema is not None else SCHEMAS[dataset]
+    if table.schema != expected:
+        raise ValueError(f"{dataset} table schema {table.schema} differs from {expected}")
     times = table.column(time_column).to_numpy()
     period = partition_period(timeframe)
     unit = "D" if period == "day" else "M"
@@ -175,7 +186,7 @@ def write_partitioned(
         data = encode_parquet(part)
         digest = hashlib.sha256(data).hexdigest()
         value = str(bucket)
-        key = f"{_partition(dataset, venue, symbol, timeframe, period, value)}/{digest}.parquet"
+        key = f"{_partition(dataset, venue, symbol, timeframe, period, value, layer)}/{digest}.parquet"
         written = store.put_if_absent(key, data)
         part_times = part.column(time_column).to_numpy()
         objects.append(
@@ -293,3 +304,38 @@ def content_hashes(state: LakeState, keys: Iterable[str] | None = None) -> dict[
     """Return the sorted object hashes per series, to compare two lakes' contents."""
     chosen = state.series.keys() if keys is None else keys
     return {key: sorted(entry["sha256"] for entry in state.objects(key)) for key in sorted(chosen)}
+
+
+def read_manifest(store: ObjectStore, prefix: str, sequence: int) -> dict[str, Any] | None:
+    """Return manifest number ``sequence`` under ``prefix``, or None if there is none."""
+    key = f"{prefix}{sequence:08d}.json"
+    if sequence < 1 or not store.exists(key):
+        return None
+    manifest: dict[str, Any] = json.loads(store.get(key))
+    return manifest
+
+
+def latest_manifest(store: ObjectStore, prefix: str) -> dict[str, Any] | None:
+    """Return the newest manifest under ``prefix``, or None if there is none."""
+    keys = [k for k in store.list(prefix) if k.endswith(".json")]
+    if not keys:
+        return None
+    manifest: dict[str, Any] = json.loads(store.get(keys[-1]))
+    return manifest
+
+
+def publish_numbered(store: ObjectStore, prefix: str, body: dict[str, Any], id_field: str) -> dict[str, Any]:
+    """Publish ``body`` create-only as manifest ``body["sequence"]``; its id is its content hash.
+
+    Raises:
+        ConcurrentPublishError: if another run published this sequence number first.
+    """
+    body = dict(body)
+    body[id_field] = content_hash(body)
+    key = f"{prefix}{body['sequence']:08d}.json"
+    if not store.put_if_absent(key, json.dumps(body, indent=1, sort_keys=True).encode()):
+        raise ConcurrentPublishError(
+            f"manifest {key} was published by another run first; nothing of this run is visible. "
+            "Run it again to publish on top of the other one."
+        )
+    return body

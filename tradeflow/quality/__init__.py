@@ -1,0 +1,1 @@
+"""Data quality: pure checks behind the validation suites, consensus and reports."""
