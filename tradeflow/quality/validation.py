@@ -48,6 +48,7 @@ from tradeflow.storage.lake import (
     MANIFEST_PREFIX,
     decode_parquet,
     latest_manifest,
+    publish_numbered,
     read_manifest,
     series_key,
     write_partitioned,
@@ -506,3 +507,88 @@ def unusable_message(groups: Iterable[GroupResult]) -> str | None:
         why = "; ".join(f"{b.venue}: {', '.join(b.reasons())}" for b in group.batches)
         lines.append(f"{group.symbol} {group.timeframe}: no venue passed validation ({why})")
     return "\n".join(lines) or None
+
+
+def write_reports(
+    store: ObjectStore,
+    batch: PendingBatch,
+    groups: Sequence[GroupResult],
+    snapshots: Sequence[BatchReport],
+    gx_results: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
+    """Write the run's JSON results and one integrity report per symbol; return their keys."""
+    folder = f"{REPORT_PREFIX}{batch.tag}"
+    results = {
+        "ingest_sequence": batch.ingest_sequence,
+        "ingest_batch_id": batch.ingest_batch_id,
+        "as_of": batch.as_of,
+        "groups": [g.to_dict() for g in groups],
+        "snapshots": [s.to_dict() for s in snapshots],
+        "great_expectations": list(gx_results),
+    }
+    results_key = f"{folder}/results.json"
+    store.put_if_absent(results_key, json.dumps(results, indent=1, sort_keys=True, default=str).encode())
+    integrity: dict[str, str] = {}
+    symbols = sorted({g.symbol for g in groups} | {s.symbol for s in snapshots})
+    for symbol in symbols:
+        body = integrity_report(
+            symbol,
+            batch,
+            [g for g in groups if g.symbol == symbol],
+            [s for s in snapshots if s.symbol == symbol],
+        )
+        key = f"{folder}/integrity/{symbol.replace('/', '-')}.json"
+        store.put_if_absent(key, json.dumps(body, indent=1, sort_keys=True, default=str).encode())
+        integrity[symbol] = key
+    return {"results": results_key, "integrity": integrity}
+
+
+def publish_validation(
+    store: ObjectStore,
+    batch: PendingBatch,
+    previous: Mapping[str, Any] | None,
+    groups: Sequence[GroupResult],
+    snapshots: Sequence[BatchReport],
+    reports: Mapping[str, Any],
+    *,
+    created_at: int,
+    config_hash: str,
+    suite_version: str,
+    run: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Publish the validation manifest: verdicts, quarantine, curated series and report keys.
+
+    Raises:
+        ConcurrentPublishError: if another validation run published the same number first.
+    """
+    batches = [b for g in groups for b in g.batches] + list(snapshots)
+    body: dict[str, Any] = {
+        "kind": "validation",
+        "sequence": (0 if previous is None else int(previous["sequence"])) + 1,
+        "parent": None if previous is None else previous["validation_id"],
+        "ingest": {
+            "sequence": batch.ingest_sequence,
+            "batch_id": batch.ingest_batch_id,
+            "as_of": batch.as_of,
+        },
+        "created_at": created_at,
+        "config_hash": config_hash,
+        "suite_version": suite_version,
+        "run": dict(run),
+        "batches": [
+            {
+                "batch": b.name,
+                "verdict": b.verdict,
+                "reasons": b.reasons(),
+                "warnings": b.warnings(),
+                "objects": b.objects,
+                "quarantine": b.quarantine,
+            }
+            for b in batches
+        ],
+        "unusable": [f"{g.symbol}|{g.timeframe}" for g in groups if not g.usable],
+        "new_curated_objects": [o for g in groups for o in g.curated],
+        "curated": next_curated_state(previous, groups),
+        "reports": dict(reports),
+    }
+    return publish_numbered(store, VALIDATION_PREFIX, body, "validation_id")
