@@ -29,9 +29,14 @@ from tradeflow.config import ValidationConfig
 from tradeflow.quality.checks import SUITE_CHECKS, CheckResult, SuiteOutcome
 
 _LOCK = threading.RLock()
-# GX logs every metric it cannot compute at ERROR with a traceback; the failure is reported in
-# the check's result instead, so its own logger only speaks up for warnings.
-logging.getLogger("great_expectations").setLevel(logging.CRITICAL)
+
+
+def _quiet_gx_logging() -> None:
+    # GX logs every metric it cannot compute at ERROR with a traceback, and chats at INFO; the
+    # failure is reported in the check's result instead.
+    for name in ["great_expectations", *logging.root.manager.loggerDict]:
+        if name.startswith("great_expectations"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def _json_safe(value: Any) -> Any:
@@ -72,6 +77,7 @@ class GxValidator:
         """Create the run's ephemeral context; nothing is written until Data Docs are built."""
         self.config = config
         self.run_id = RunIdentifier(run_name=run_name, run_time=run_time or datetime.now(UTC))
+        _quiet_gx_logging()
         with _LOCK:
             self._context = gx.get_context(mode="ephemeral")
             self._context.variables.progress_bars = ProgressBarsConfig(globally=False)
@@ -101,8 +107,10 @@ class GxValidator:
         with _LOCK:
             gx_suite = self._suite(suite, timeframe, frozenset(skip))
             asset_name = f"{batch} [{suite}]"
-            if asset_name in self._batches:
-                raise ValueError(f"batch {asset_name!r} was already validated in this run")
+            attempt = 1
+            while asset_name in self._batches:  # a task retried: keep both attempts apart
+                attempt += 1
+                asset_name = f"{batch} [{suite}] (attempt {attempt})"
             self._batches.add(asset_name)
             asset = self._source.add_dataframe_asset(asset_name)
             definition = self._context.validation_definitions.add(

@@ -71,6 +71,8 @@ def simulator_spec(settings: Settings):  # type: ignore[no-untyped-def]  # Clust
             continue
         sim = venue.simulator
         transport, data = FAULT_PROFILES[sim.fault_profile or settings.simulator.fault_profile]
+        if sim.drift_bps_per_day:
+            data = data.model_copy(update={"drift_bps_per_day": sim.drift_bps_per_day})
         venues.append(
             VenueSpec(
                 id=venue.id,

@@ -180,26 +180,191 @@ def _print_summary(result: dict[str, Any], settings: Settings) -> None:
     console.print(f"Lake: {build_store(settings).describe()}   config hash: {result['config_hash'][:16]}")
 
 
+def _run_validation(config: Path | None, ingest_sequence: int | None = None) -> dict[str, Any]:
+    """Run the validate-market-data flow; print its summary. A SymbolUnusableError exits 1."""
+    from flows.validate import validate_market_data
+    from tradeflow.quality.validation import SymbolUnusableError
+
+    with console.status("Validating with Great Expectations: suites, cross-venue checks, consensus..."):
+        try:
+            result: dict[str, Any] = validate_market_data(
+                config_path=str(config) if config else None, ingest_sequence=ingest_sequence
+            )
+        except SymbolUnusableError as error:
+            err_console.print(f"[bold red]Validation failed:[/] {error}")
+            raise typer.Exit(1) from None
+    _print_validation(result)
+    return result
+
+
+def _print_validation(result: dict[str, Any]) -> None:
+    from tradeflow.quality.report import summary_rows
+    from tradeflow.quality.validation import BatchReport, GroupResult
+
+    if not result["runs"]:
+        console.print(f"Validation: nothing new (ingest batches up to #{result['validated_through']} "
+                      "are validated).")  # fmt: skip
+        return
+    for run in result["runs"]:
+        groups = [_group_from_dict(g) for g in run["groups"]]
+        table = Table(title=f"Validation of ingest batch #{run['ingest_sequence']}", header_style="bold")
+        rows = summary_rows(groups)
+        for column in rows[0] if rows else ():
+            table.add_column(column, justify="left" if column in ("symbol", "timeframe") else "right")
+        for row in rows:
+            style = "red" if row["quarantined"] and not (row["passed"] or row["warned"]) else ""
+            table.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in row.values()), style=style)
+        console.print(table)
+        batches: list[BatchReport] = [b for g in groups for b in g.batches]
+        batches += [_batch_from_dict(s) for s in run["snapshots"]]
+        for batch in batches:
+            if batch.verdict == "quarantined":
+                console.print(f"[yellow]Quarantined[/] {batch.name}: {', '.join(batch.reasons())}")
+        snapshots = run["snapshots"]
+        kept = sum(s["verdict"] != "quarantined" for s in snapshots)
+        curated = sum(g.curated_rows for g in groups)
+        imputed = sum(g.imputed_rows for g in groups)
+        console.print(
+            f"[bold green]Curated {curated:,} consensus candles[/] ({imputed:,} imputed from other venues); "
+            f"{kept}/{len(snapshots)} order book and trade batches passed; "
+            f"validation #{run['validation_sequence']} took {run['seconds']:.1f} s."
+        )
+        if run["data_docs"]:
+            console.print(f"Data Docs: {run['data_docs']}")
+        console.print(f"Integrity reports: {', '.join(run['reports']['integrity'].values())}")
+    del GroupResult
+
+
+def _batch_from_dict(data: dict[str, Any]) -> Any:
+    from tradeflow.quality.checks import CheckResult, SuiteOutcome
+    from tradeflow.quality.validation import BatchReport
+
+    checks = [CheckResult(c["check"], c["suite"], c["success"], c["policy"], c["observed"], c["note"])
+              for c in data["checks"]]  # fmt: skip
+    suites = [SuiteOutcome(name, data["dataset"], tuple(c for c in checks if c.suite == name))
+              for name in dict.fromkeys(c.suite for c in checks)]  # fmt: skip
+    return BatchReport(data["dataset"], data["venue"], data["symbol"], data["timeframe"], data["objects"],
+                       data["rows"], data["verdict"], suites, data["error"], data["quarantine"])  # fmt: skip
+
+
+def _group_from_dict(data: dict[str, Any]) -> Any:
+    from tradeflow.quality.validation import GroupResult
+
+    return GroupResult(data["symbol"], data["timeframe"], [_batch_from_dict(b) for b in data["batches"]],
+                       [], data["curated_rows"], data["imputed_rows"], data["unfilled_holes"],
+                       data["late_rows"], data["excluded_candles"])  # fmt: skip
+
+
 @app.command()
 def run(config: ConfigOption = None, faults: FaultsOption = None, end: EndOption = None,
         storage: StorageOption = None) -> None:  # fmt: skip
-    """Run the main job: start the local venues, ingest, print a summary, stop the venues."""
+    """Run the main job: start the local venues, ingest, validate and curate, print what happened."""
     settings = _settings(config, faults, storage)
     started = time.monotonic()
     result = _run_ingest(settings, config, end, progress=sys.stdout.isatty())
     _print_summary(result, settings)
+    _run_validation(config)
     console.print(
         f"\n[bold]Done in {time.monotonic() - started:.0f} s.[/] Where to look next:\n"
-        "  • [cyan]tradeflow lake ls[/]      what the lake holds, per venue / symbol / timeframe\n"
-        "  • [cyan]make ui[/]                the Prefect UI (http://127.0.0.1:4200): this flow run,\n"
-        "                           its tasks and the 'ingest-series' / 'ingest-summary' artifacts\n"
-        "  • [cyan]make run[/] again         fetches only the candles that closed since this run\n"
-        "  • [cyan]make chaos[/]             the same window through failing venues stores identical data\n"
+        "  • the Data Docs link above  every check of every batch, with observed values (GX Data Docs)\n"
+        "  • [cyan]tradeflow lake ls[/]      what the lake holds: raw per venue, curated consensus\n"
+        "  • [cyan]tradeflow validate FILE[/] run the same suites on any candle file (Parquet or CSV)\n"
+        "  • [cyan]make ui[/]                the Prefect UI (http://127.0.0.1:4200): both flow runs, their\n"
+        "                           tasks and the 'ingest-summary' / 'validation-summary' artifacts\n"
+        "  • [cyan]make run[/] again         fetches and validates only what closed since this run\n"
         "  • [cyan]tradeflow --help[/]       every command"
     )
     failed = [v for v in result["venues"] if not v["ok"]]
     if failed and result["uncovered"]:
         raise typer.Exit(1)
+
+
+@app.command()
+def validate(
+    target: Annotated[str, typer.Argument(
+        help="A candle file (Parquet or CSV) or a folder of them; or 'lake' to validate the ingest "
+             "batches in the lake that no validation covers yet.")] = "lake",
+    config: ConfigOption = None,
+    timeframe: Annotated[str | None, typer.Option(
+        help="Timeframe of the file's candles, e.g. 5m; default: from the file name or timestamps.")] = None,
+    as_of: Annotated[datetime | None, typer.Option(
+        "--as-of", help="Check freshness: the last candle must have closed shortly before this (UTC).",
+        formats=["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"])] = None,
+    docs: Annotated[Path | None, typer.Option(help="Also build GX Data Docs into this folder.")] = None,
+    json_out: JsonOption = None,
+    storage: StorageOption = None,
+) -> None:  # fmt: skip
+    """Run the validation suites on candle files from any tool, or on the lake's new batches.
+
+    For a file, prints each check with its outcome and observed value, then the holes and spikes
+    found. Exit status: 0 when every file passes (warnings allowed), 1 when a check with a
+    ``fail`` policy fails or a file cannot be read.
+    """
+    settings = _settings(config, storage=storage)
+    if target == "lake":
+        _run_validation(config)
+        return
+    from tradeflow.quality.files import CandleFileError, candle_files
+
+    try:
+        paths = candle_files(target)
+    except CandleFileError as error:
+        err_console.print(f"[bold red]Error:[/] {error}")
+        raise typer.Exit(2) from None
+    from expectations.runner import GxValidator
+    from tradeflow.quality.validation import validate_candle_file
+
+    validator = GxValidator(settings.validation, "tradeflow-validate")
+    reports = []
+    for path in paths:
+        report = validate_candle_file(str(path), validator, settings.validation, timeframe=timeframe,
+                                      as_of=_end_ms(as_of))  # fmt: skip
+        reports.append(report)
+        _print_file_report(report)
+    if docs is not None and validator.results:
+        console.print(f"Data Docs: {validator.build_data_docs(docs.resolve())}")
+    if json_out:
+        json_out.write_text(json.dumps([r.to_dict() for r in reports], indent=1, default=str))
+    bad = [r for r in reports if r.verdict == "quarantined"]
+    console.print(f"\n{len(reports) - len(bad)} of {len(reports)} files passed "
+                  f"({sum(r.verdict == 'warned' for r in reports)} with warnings).")  # fmt: skip
+    if bad:
+        raise typer.Exit(1)
+
+
+def _print_file_report(report: Any) -> None:
+    from tradeflow.quality.report import short_observed
+
+    if report.error:
+        console.print(f"[bold red]Cannot validate[/] {report.error}")
+        return
+    colour = {"passed": "green", "warned": "yellow", "quarantined": "red"}[report.verdict]
+    verdict = "FAILED" if report.verdict == "quarantined" else report.verdict
+    table = Table(title=f"{report.symbol} — {report.rows:,} candles, {report.timeframe}: "
+                        f"[{colour}]{verdict}[/]", header_style="bold", title_justify="left")  # fmt: skip
+    for column in ("check", "outcome", "observed"):
+        table.add_column(column, overflow="fold")
+    styles = {"failed": "red", "warned": "yellow", "not evaluated": "dim", "ignored": "dim"}
+    for outcome in report.suites:
+        for result in outcome.checks:
+            table.add_row(
+                result.check, result.outcome, short_observed(result), style=styles.get(result.outcome, "")
+            )
+    console.print(table)
+    for label, check, key in (
+        ("holes", "completeness", "start_utc"),
+        ("spikes", "price_spikes", "timestamp_utc"),
+    ):
+        items = report.check(check).get("listed", [])
+        if items:
+            shown = ", ".join(
+                f"{i[key]} ({i['length']} missing)"
+                if check == "completeness"
+                else f"{i[key]} ({i['move']:+.1%})"
+                for i in items[:8]
+            )
+            more = f" and {len(items) - 8} more" if len(items) > 8 else ""
+            console.print(f"  {label}: {shown}{more}")
 
 
 @app.command()

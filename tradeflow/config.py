@@ -141,6 +141,11 @@ class SimulatedVenueConfig(_Section):
     latency_ms: float = Field(default=0.0, ge=0, description="Mean added latency per request.")
     noise_bps: float = Field(default=3.0, ge=0, description="Price noise around the true price.")
     bias_bps: float = Field(default=0.0, description="Constant price offset from the true price.")
+    drift_bps_per_day: float = Field(
+        default=0.0,
+        description="A drifting venue: extra offset growing by this many bps a day, from 30 days "
+        "before today (cross-venue validation should catch it).",
+    )
     weight_limit_per_minute: int = Field(
         default=6000, ge=1, description="Binance-style request-weight budget the venue enforces."
     )
@@ -380,8 +385,9 @@ class ValidationConfig(_Section):
         "candles) is a frozen feed.",
     )
     discrepancy_threshold: float = Field(
-        default=0.005, gt=0, description="A venue's close further than this from the venues' median "
-        "flags that venue and candle.",
+        default=0.005,
+        gt=0,
+        description="A venue's close further than this from the venues' median flags that venue and candle.",
     )
     discrepancy_max_fraction: float = Field(
         default=0.02,
@@ -413,9 +419,7 @@ class ValidationConfig(_Section):
             if name not in DEFAULT_CHECK_POLICIES:
                 close = difflib.get_close_matches(name, DEFAULT_CHECK_POLICIES, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ValueError(
-                    f"unknown check {name!r}{hint}; checks: {', '.join(DEFAULT_CHECK_POLICIES)}"
-                )
+                raise ValueError(f"unknown check {name!r}{hint}; checks: {', '.join(DEFAULT_CHECK_POLICIES)}")
         return value
 
     def policy(self, check: str) -> CheckPolicy:

@@ -13,6 +13,7 @@ others filled it. A candle no venue has stays missing; nothing is ever synthesis
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -60,9 +61,13 @@ def peer_moves(batches: Mapping[str, pd.DataFrame]) -> dict[str, pd.Series]:
     result: dict[str, pd.Series] = {}
     for venue in moves.columns:
         others = moves.drop(columns=venue)
-        result[str(venue)] = (
-            others.median(axis=1, skipna=True) if others.shape[1] else pd.Series(np.nan, index=moves.index)
-        )
+        with warnings.catch_warnings():  # a candle no other venue has: NaN, as intended
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result[str(venue)] = (
+                others.median(axis=1, skipna=True)
+                if others.shape[1]
+                else pd.Series(np.nan, index=moves.index)
+            )
     return result
 
 
@@ -71,7 +76,9 @@ def deviations(closes: pd.DataFrame, min_venues: int) -> tuple[pd.Series, pd.Dat
 
     Deviations are NaN where fewer than ``min_venues`` venues have the candle.
     """
-    median = closes.median(axis=1, skipna=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        median = closes.median(axis=1, skipna=True)
     present = closes.notna().sum(axis=1)
     deviation = (closes.div(median, axis=0) - 1.0).abs()
     deviation[present < min_venues] = np.nan
@@ -157,7 +164,7 @@ def build_consensus(
         )
     matrices = {name: aligned(batches, name)[venues] for name in fields}
     index = matrices["close"].index
-    usable = matrices["close"].notna().to_numpy()
+    usable = matrices["close"].notna().to_numpy(copy=True)
     for column, venue in enumerate(venues):
         drop = index.isin(np.asarray(list(excluded.get(venue, ())), dtype=np.int64))
         usable[drop, column] = False

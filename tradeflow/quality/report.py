@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from tradeflow.quality.checks import CheckResult
 from tradeflow.quality.validation import BatchReport, GroupResult
 
 
@@ -81,3 +82,44 @@ def summary_markdown(
     if reports:
         lines += ["", "## Integrity reports", ""] + [f"- {s}: `{k}`" for s, k in sorted(reports.items())]
     return "\n".join(lines) + "\n"
+
+
+def short_observed(result: CheckResult) -> str:
+    """Return a check's observed value in a few words, for tables."""
+    o = result.observed
+    if result.note and result.success is None:
+        return result.note
+    match result.check:
+        case "columns" if "required" in o:
+            return f"{', '.join(o['required'])} present" if result.success else str(o.get("observed", ""))
+        case "completeness":
+            return (
+                f"{o.get('holes', 0)} holes, {o.get('missing', 0)} of {o.get('expected', 0)} candles missing"
+            )
+        case "price_spikes":
+            return (
+                f"{o.get('unconfirmed', 0)} unconfirmed, {o.get('confirmed', 0)} confirmed moves "
+                f"> {o.get('threshold', 0):.0%}"
+            )
+        case "volume_anomalies":
+            return (
+                f"{o.get('anomalies', 0)} of {o.get('scored', 0)} ({o.get('fraction', 0):.1%}) "
+                f"z > {o.get('zscore_above', 0):g}; fails above {o.get('max_fraction', 0):.0%}"
+            )
+        case "frozen_prices":
+            return f"{o.get('runs', 0)} runs of >= {o.get('min_run', 0)} frozen candles"
+        case "staleness":
+            age, allowed = o.get("age_seconds", 0), o.get("allowed_seconds", 0)
+            return f"last candle {age:,.0f} s old (allowed {allowed:,.0f} s)"
+        case "cross_venue_discrepancy":
+            return (
+                f"{o.get('flagged', 0)} of {o.get('compared', 0)} ({o.get('fraction', 0):.2%}) "
+                f"off the median by > {o.get('threshold', 0):.2%}; {o.get('undecided', 0)} undecided"
+            )
+        case "spread_within_bounds":
+            wide, snapshots = o.get("too_wide", 0), o.get("snapshots", 0)
+            return f"{wide} of {snapshots} snapshots wider than {o.get('max_spread', 0):.2%}"
+    if "unexpected" in o:
+        return f"{o['unexpected']} unexpected of {o.get('element_count', 0)}"
+    observed = {k: v for k, v in o.items() if k.startswith("observed")}
+    return ", ".join(f"{v}" for v in observed.values())[:80] if observed else ""

@@ -44,6 +44,7 @@ from tradeflow.quality.consensus import (
     peer_moves,
     unfilled_holes,
 )
+from tradeflow.quality.files import CandleFileError, read_candle_file
 from tradeflow.storage.lake import (
     MANIFEST_PREFIX,
     decode_parquet,
@@ -592,3 +593,44 @@ def publish_validation(
         "reports": dict(reports),
     }
     return publish_numbered(store, VALIDATION_PREFIX, body, "validation_id")
+
+
+def validate_candle_file(
+    path: str,
+    validator: Validator,
+    config: ValidationConfig,
+    *,
+    timeframe: str | None = None,
+    as_of: int | None = None,
+) -> BatchReport:
+    """Run the candle suite on one candle file (Parquet or CSV) from any tool.
+
+    A file that cannot be read comes back with ``error`` set (naming the file and the problem)
+    and verdict ``quarantined``; nothing is raised, so a folder's other files still proceed.
+    Staleness is only evaluated with ``as_of``; the cross-venue suite needs venues, not files.
+    """
+    report = BatchReport("candles", "file", path, timeframe, [path])
+    try:
+        candle_file = read_candle_file(path, timeframe=timeframe)
+    except CandleFileError as error:
+        report.error = str(error)
+        report.verdict = "quarantined"
+        return report
+    report.timeframe = candle_file.timeframe
+    report.rows = len(candle_file.candles)
+    rules = CandleRules.from_config(config, candle_file.timeframe)
+    derived = derive_candles(candle_file.candles, rules, as_of=as_of)
+    observed = observe_candles(derived, rules, as_of=as_of)
+    skip = {} if as_of is not None else {"staleness": "no as-of time (pass --as-of to check freshness)"}
+    report.suites.append(
+        validator.validate(
+            "candles",
+            derived,
+            batch=f"file {path}",
+            observed=observed,
+            skip=skip,
+            timeframe=candle_file.timeframe,
+        )
+    )
+    report.verdict = verdict(report.suites)
+    return report
