@@ -172,7 +172,7 @@ def report_validation(
         key="validation-summary",
         markdown=summary_markdown(
             groups, snapshots, tag=batch.tag, docs_url=docs_url, reports=manifest["reports"]["integrity"]
-        ),  # fmt: skip
+        ),
         description=f"Validation of ingest batch {batch.tag}",
     )
     create_table_artifact(

@@ -71,8 +71,9 @@ def simulator_spec(settings: Settings):  # type: ignore[no-untyped-def]  # Clust
             continue
         sim = venue.simulator
         transport, data = FAULT_PROFILES[sim.fault_profile or settings.simulator.fault_profile]
-        if sim.drift_bps_per_day:
-            data = data.model_copy(update={"drift_bps_per_day": sim.drift_bps_per_day})
+        overrides = {"holes": sim.hole_rate, "spikes": sim.spike_rate, "stale": sim.stale_rate,
+                     "drift_bps_per_day": sim.drift_bps_per_day or None}  # fmt: skip
+        data = data.model_copy(update={k: v for k, v in overrides.items() if v is not None})
         venues.append(
             VenueSpec(
                 id=venue.id,

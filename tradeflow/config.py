@@ -149,6 +149,15 @@ class SimulatedVenueConfig(_Section):
     weight_limit_per_minute: int = Field(
         default=6000, ge=1, description="Binance-style request-weight budget the venue enforces."
     )
+    hole_rate: float | None = Field(
+        default=None, ge=0, le=1, description="Override the profile: probability a 1m candle is missing."
+    )
+    spike_rate: float | None = Field(
+        default=None, ge=0, le=1, description="Override the profile: probability a 1m candle spikes."
+    )
+    stale_rate: float | None = Field(
+        default=None, ge=0, le=1, description="Override the profile: probability an hour is frozen."
+    )
 
 
 class VenueConfig(_Section):

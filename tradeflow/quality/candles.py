@@ -36,8 +36,11 @@ DERIVED_COLUMNS = (
     "frozen_run",
     "candle_age_seconds",
 )
-#: Largest list of findings kept in a report entry (counts are always exact).
-MAX_LISTED = 500
+#: Longest list of holes, spikes, frozen runs or discrepancies a report entry holds; counts are
+#: always exact, and ``truncated`` says how many were left out.
+MAX_LISTED = 10_000
+#: Volume anomalies are common in heavy-tailed crypto volume: only the first few are listed.
+MAX_LISTED_ANOMALIES = 200
 
 
 @dataclass(frozen=True)
@@ -175,8 +178,8 @@ def frozen_run_lengths(candles: pd.DataFrame) -> np.ndarray:
     return lengths
 
 
-def _listed(items: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"listed": items[:MAX_LISTED], "truncated": max(0, len(items) - MAX_LISTED)}
+def _listed(items: list[dict[str, Any]], limit: int = MAX_LISTED) -> dict[str, Any]:
+    return {"listed": items[:limit], "truncated": max(0, len(items) - limit)}
 
 
 def observe_candles(
@@ -248,7 +251,7 @@ def observe_candles(
             "scored": scored,
             "fraction": round(len(anomalies) / scored, 4) if scored else 0.0,
             "max_fraction": rules.volume_anomaly_max_fraction,
-            **_listed(anomalies),
+            **_listed(anomalies, MAX_LISTED_ANOMALIES),
         },
         "frozen_prices": {
             "min_run": rules.frozen_run_candles,
