@@ -287,23 +287,36 @@ def validate_candle_group(
             report.verdict = "quarantined"
 
     moves = peer_moves(frames) if len(frames) > 1 else {}
-    closes = aligned(frames, "close") if frames else pd.DataFrame()
-    median, deviation = deviations(closes, config.min_venues_for_discrepancy) if frames else (None, None)
     skip = {} if batch.as_of is not None else {"staleness": "no as-of time for this batch"}
-    flagged: dict[str, set[int]] = {}
+    derived: dict[str, pd.DataFrame] = {}
+    suspicious: dict[str, set[int]] = {}
     for venue, candles in frames.items():
-        report = reports[venue]
         previous = batch.previous_last.get(series_key(venue, symbol, timeframe))
-        derived = derive_candles(
-            candles, rules, previous_timestamp=previous, as_of=batch.as_of, peer_moves=moves.get(venue)
+        frame = derive_candles(candles, rules, previous_timestamp=previous, as_of=batch.as_of,
+                               peer_moves=moves.get(venue))  # fmt: skip
+        derived[venue] = frame
+        # A venue's own unconfirmed spikes and frozen prices: these candles must not move the
+        # reference the other venues are compared with, nor the consensus.
+        odd = (frame["unconfirmed_move"].to_numpy() > rules.spike_threshold) | (
+            frame["frozen_run"].to_numpy() >= rules.frozen_run_candles
         )
-        observed = observe_candles(derived, rules, as_of=batch.as_of)
+        suspicious[venue] = set(frame["timestamp"].to_numpy()[odd].tolist()) if len(frames) > 1 else set()
+    closes = aligned(frames, "close") if frames else pd.DataFrame()
+    reference = closes.copy()
+    for venue, times in suspicious.items():
+        reference.loc[reference.index.isin(list(times)), venue] = np.nan
+    median, deviation = deviations(reference, config.min_venues_for_discrepancy)
+    flagged: dict[str, set[int]] = {}
+    for venue, frame in derived.items():
+        report = reports[venue]
+        observed = observe_candles(frame, rules, as_of=batch.as_of)
         report.suites.append(
             validator.validate(
-                "candles", derived, batch=report.name, observed=observed, skip=skip, timeframe=timeframe
+                "candles", frame, batch=report.name, observed=observed, skip=skip, timeframe=timeframe
             )
         )
-        assert median is not None and deviation is not None
+        # Candles already flagged by the venue's own checks (spikes, frozen prices) are left out
+        # of the comparison (counted as undecided), so one fault is not charged twice.
         cross = derive_cross_venue(venue, closes, median, deviation)
         cross_observed = observe_cross_venue(
             cross, config.discrepancy_threshold, config.discrepancy_max_fraction
@@ -314,20 +327,9 @@ def validate_candle_group(
             )
         )
         report.verdict = verdict(report.suites)
-        # Candles that must not count in the consensus: flagged against the other venues, or
-        # (where other venues have the candle) unconfirmed spikes and frozen prices.
         dev = cross["deviation"].to_numpy()
-        bad = set(
-            cross["timestamp"].to_numpy()[np.nan_to_num(dev, nan=0.0) > config.discrepancy_threshold].tolist()
-        )
-        if len(frames) > 1:
-            ts = derived["timestamp"].to_numpy()
-            present = closes.notna().sum(axis=1).reindex(ts).to_numpy()
-            suspicious = (derived["unconfirmed_move"].to_numpy() > rules.spike_threshold) | (
-                derived["frozen_run"].to_numpy() >= rules.frozen_run_candles
-            )
-            bad |= set(ts[suspicious & (present > 1)].tolist())
-        flagged[venue] = bad
+        off = np.nan_to_num(dev, nan=0.0) > config.discrepancy_threshold
+        flagged[venue] = set(cross["timestamp"].to_numpy()[off].tolist()) | suspicious[venue]
 
     for report in reports.values():
         if report.verdict == "quarantined":
