@@ -267,7 +267,7 @@ def run(config: ConfigOption = None, faults: FaultsOption = None, end: EndOption
     console.print(
         f"\n[bold]Done in {time.monotonic() - started:.0f} s.[/] Where to look next:\n"
         "  • the Data Docs link above  every check of every batch, with observed values (GX Data Docs)\n"
-        "  • [cyan]tradeflow lake ls[/]      what the lake holds: raw per venue, curated consensus\n"
+        "  • [cyan]tradeflow lake ls[/]      what the raw lake holds, per venue / symbol / timeframe\n"
         "  • [cyan]tradeflow validate FILE[/] run the same suites on any candle file (Parquet or CSV)\n"
         "  • [cyan]make ui[/]                the Prefect UI (http://127.0.0.1:4200): both flow runs, their\n"
         "                           tasks and the 'ingest-summary' / 'validation-summary' artifacts\n"

@@ -74,9 +74,12 @@ def test_a_spike_is_unconfirmed_alone_and_confirmed_when_other_venues_move_too()
     confirmed = observe_candles(derive_candles(batch, RULES, peer_moves=peers), RULES, as_of=None)
     assert (confirmed["price_spikes"]["confirmed"], confirmed["price_spikes"]["unconfirmed"]) == (1, 0)
     opposite = pd.Series([-0.22], index=[START + 20 * MINUTE])
-    assert observe_candles(derive_candles(batch, RULES, peer_moves=opposite), RULES, as_of=None)[
-        "price_spikes"
-    ]["unconfirmed"] == 1
+    assert (
+        observe_candles(derive_candles(batch, RULES, peer_moves=opposite), RULES, as_of=None)["price_spikes"][
+            "unconfirmed"
+        ]
+        == 1
+    )
 
 
 def test_a_frozen_feed_is_a_run_of_flat_candles_at_an_unchanged_price() -> None:
@@ -121,7 +124,7 @@ def _venues(n: int = 100, count: int = 3) -> dict[str, pd.DataFrame]:
 def test_the_venue_that_is_off_is_flagged_only_when_enough_venues_compare() -> None:
     venues = _venues()
     venues["v2"].loc[10, "close"] *= 1.02
-    median, deviation = deviations(aligned(venues, "close"), 3)
+    _, deviation = deviations(aligned(venues, "close"), 3)
     assert deviation["v2"].iloc[10] > 0.005 and deviation[["v0", "v1"]].iloc[10].max() < 0.005
     two = {k: venues[k] for k in ("v0", "v2")}
     _, undecided = deviations(aligned(two, "close"), 3)

@@ -32,7 +32,9 @@ CLEAN = {"ETC-BTC_5m", "ETH-BTC_5m", "LTC-BTC_5m", "NXT-BTC_5m"}
 def reports(real_data: Path) -> dict[str, object]:
     validator = GxValidator(ValidationConfig(), "real-data")
     return {
-        name: validate_candle_file(str(real_data / "binance" / f"{name}.parquet"), validator, ValidationConfig())
+        name: validate_candle_file(
+            str(real_data / "binance" / f"{name}.parquet"), validator, ValidationConfig()
+        )
         for name in CANDLE_FILES
     }
 

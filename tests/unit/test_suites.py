@@ -25,11 +25,11 @@ def validator() -> GxValidator:
     return GxValidator(CONFIG, "test-suites")
 
 
-def _run(validator: GxValidator, batch: pd.DataFrame, name: str, as_of: int | None = None, config=CONFIG):
+def _run(validator: GxValidator, batch: pd.DataFrame, name: str, as_of: int | None = None):
     derived = derive_candles(batch, RULES, as_of=as_of)
     skip = {} if as_of is not None else {"staleness": "no as-of"}
-    return validator.validate("candles", derived, batch=name, observed=observe_candles(derived, RULES, as_of=as_of),
-                              skip=skip, timeframe="1m")  # fmt: skip
+    observed = observe_candles(derived, RULES, as_of=as_of)
+    return validator.validate("candles", derived, batch=name, observed=observed, skip=skip, timeframe="1m")
 
 
 def _set(row: int, **values: float) -> Callable[[pd.DataFrame], pd.DataFrame]:
@@ -60,8 +60,9 @@ def _many_volume_bursts(frame: pd.DataFrame) -> pd.DataFrame:
 DEFECTS: dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame], set[str]]] = {
     "null close": (_set(5, close=np.nan), {"not_null"}),
     "high below the body": (
-        lambda f: _set(7, high=f.loc[7, "close"] * 0.99, open=f.loc[7, "close"] * 0.995,
-                       low=f.loc[7, "close"] * 0.98)(f),
+        lambda f: _set(
+            7, high=f.loc[7, "close"] * 0.99, open=f.loc[7, "close"] * 0.995, low=f.loc[7, "close"] * 0.98
+        )(f),
         {"high_covers_body"},
     ),
     "low above the body": (lambda f: _set(8, low=f.loc[8, "close"] * 1.01)(f), {"low_covers_body"}),
@@ -111,7 +112,7 @@ def test_policies_decide_between_quarantine_warning_and_ignoring() -> None:
     batch = DEFECTS["three missing candles"][0](candles(200, seed=6))
     for policy, expected in (("fail", "quarantined"), ("warn", "warned"), ("ignore", "passed")):
         config = ValidationConfig(policies={"completeness": policy})
-        outcome = _run(GxValidator(config, f"policy-{policy}"), batch, "holes", config=config)
+        outcome = _run(GxValidator(config, f"policy-{policy}"), batch, "holes")
         assert verdict([outcome]) == expected
         completeness = next(c for c in outcome.checks if c.check == "completeness")
         assert completeness.outcome == {"fail": "failed", "warn": "warned", "ignore": "ignored"}[policy]
@@ -128,7 +129,11 @@ def test_cross_venue_flags_the_venue_that_drifts(validator: GxValidator) -> None
         observed = observe_cross_venue(frame, CONFIG.discrepancy_threshold, CONFIG.discrepancy_max_fraction)
         results[venue] = validator.validate("cross_venue", frame, batch=f"cross {venue}",
                                             observed={"cross_venue_discrepancy": observed})  # fmt: skip
-    assert {v: verdict([o]) for v, o in results.items()} == {"v0": "passed", "v1": "passed", "v2": "quarantined"}
+    assert {v: verdict([o]) for v, o in results.items()} == {
+        "v0": "passed",
+        "v1": "passed",
+        "v2": "quarantined",
+    }
     flagged = results["v2"].checks[0].observed
     # The median of three is the middle venue: v2's deviation is its drift, to float rounding.
     drift = np.linspace(1.0, 1.02, 300) - 1

@@ -13,7 +13,6 @@ others filled it. A candle no venue has stays missing; nothing is ever synthesis
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -43,6 +42,16 @@ def _unique_sorted(candles: pd.DataFrame) -> pd.DataFrame:
     return candles.drop_duplicates("timestamp", keep="first").sort_values("timestamp")
 
 
+def row_median(frame: pd.DataFrame) -> pd.Series:
+    """Return the median across columns of each row, NaN where a row has no value (no warning)."""
+    values = frame.to_numpy(dtype=np.float64)
+    result = np.full(len(values), np.nan)
+    has = ~np.isnan(values).all(axis=1) if values.size else np.zeros(len(values), dtype=bool)
+    if has.any():
+        result[has] = np.nanmedian(values[has], axis=1)
+    return pd.Series(result, index=frame.index)
+
+
 def aligned(batches: Mapping[str, pd.DataFrame], column: str) -> pd.DataFrame:
     """Return one column of every venue's candles side by side: index timestamp, a column per venue."""
     series = {venue: _unique_sorted(frame).set_index("timestamp")[column] for venue, frame in batches.items()}
@@ -61,13 +70,7 @@ def peer_moves(batches: Mapping[str, pd.DataFrame]) -> dict[str, pd.Series]:
     result: dict[str, pd.Series] = {}
     for venue in moves.columns:
         others = moves.drop(columns=venue)
-        with warnings.catch_warnings():  # a candle no other venue has: NaN, as intended
-            warnings.simplefilter("ignore", RuntimeWarning)
-            result[str(venue)] = (
-                others.median(axis=1, skipna=True)
-                if others.shape[1]
-                else pd.Series(np.nan, index=moves.index)
-            )
+        result[str(venue)] = row_median(others) if others.shape[1] else pd.Series(np.nan, index=moves.index)
     return result
 
 
@@ -76,9 +79,7 @@ def deviations(closes: pd.DataFrame, min_venues: int) -> tuple[pd.Series, pd.Dat
 
     Deviations are NaN where fewer than ``min_venues`` venues have the candle.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        median = closes.median(axis=1, skipna=True)
+    median = row_median(closes)
     present = closes.notna().sum(axis=1)
     deviation = (closes.div(median, axis=0) - 1.0).abs()
     deviation[present < min_venues] = np.nan
