@@ -7,6 +7,9 @@ Two questions, answered with numbers against the local simulated venues:
    same pages? The project's goal is at most 1.25x the bare loop.
 2. Second run: the real CLI run twice over one pinned window; the second run finds nothing new
    and should take a small fraction of the first. The pipeline process's peak RSS is reported.
+3. Validation: what do the Great Expectations candle and cross-venue suites cost on one venue's
+   batch of 1m candles (one day, 90 days, per million candles), and does validating a day cost
+   less than fetching it?
 
 Modules:
     cli: argument parsing and the order of the sections.
@@ -15,5 +18,6 @@ Modules:
     pipeline: one timed run of the Prefect flow into a fresh lake.
     throughput: section 1 (warm-up, cold run, alternating repetitions, medians).
     second_run: section 2 and 3 (the CLI as a subprocess, wall times, peak RSS).
+    validation: section 4 (GX suites vs fetching; runs as ``python -m bench.validation``).
     report: the rich tables, the verdict lines and the JSON results file.
 """

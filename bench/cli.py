@@ -21,7 +21,7 @@ from tradeflow.bootstrap import prepare_environment
 from tradeflow.timeframes import iso, to_ms
 
 RESULTS_DIR = REPO / "bench" / "results"
-SECTIONS = ("throughput", "second-run")
+SECTIONS = ("throughput", "second-run", "validation")
 
 #: The full run and the --quick smoke run: look-back days of 1m and 1h, and repetitions.
 FULL = {"days_1m": 30, "days_1h": 180, "repeat": 3}
@@ -44,14 +44,20 @@ def build_parser() -> argparse.ArgumentParser:
             "            ingest.max_concurrency. Goal: pipeline <= 1.25x the bare concurrent loop.\n"
             "second-run  the real CLI (python -m tradeflow.cli ingest) twice over one pinned\n"
             "            window; the second finds nothing new. Wall times, the flow's own seconds,\n"
-            "            their ratios, and the pipeline process's peak RSS."
+            "            their ratios, and the pipeline process's peak RSS.\n"
+            "validation  the Great Expectations candle + cross-venue suites on one venue's batch of\n"
+            "            1m candles: one day (1,440 rows) and 90 days (129,600 rows), the consensus\n"
+            "            step, GX's import time; against fetching the same day with the bare ccxt\n"
+            "            loop. Goal: validating a day costs less than fetching it."
         ),
         epilog=(
             "Results: tables on stdout and bench/results/<UTC timestamp>.json.\n"
-            "The default run takes about 4-6 minutes on 2 cores, --quick about 1.\n\n"
+            "The default run takes about 4-6 minutes on 2 cores (the validation section about\n"
+            "45 s of it), --quick about 1¼.\n\n"
             "examples:\n"
             "  python -m bench --quick\n"
             "  python -m bench --only throughput --repeat 5 --days-1m 14\n"
+            "  python -m bench --only validation\n"
             "  make bench"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -60,14 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick",
         action="store_true",
         help=f"smoke run: {QUICK['days_1m']} days of 1m, {QUICK['days_1h']} days of 1h, "
-        f"repeat {QUICK['repeat']} (explicit options still win)",
+        f"repeat {QUICK['repeat']}, fewer validation repetitions (explicit options still win)",
     )
-    parser.add_argument("--only", choices=SECTIONS, help="run one section only (default: both)")
+    parser.add_argument("--only", choices=SECTIONS, help="run one section only (default: all)")
     parser.add_argument(
         "--repeat",
         type=int,
         metavar="N",
-        help=f"timed repetitions per method; the median is reported (default {FULL['repeat']})",
+        help="timed repetitions per throughput method; the median is reported "
+        f"(default {FULL['repeat']}; the validation section has its own counts)",
     )
     parser.add_argument(
         "--days-1m",
@@ -150,6 +157,9 @@ def prepare_process(console: Console) -> None:
         sys.path.insert(0, str(REPO))
 
 
+_PACKAGES = ("prefect", "ccxt", "numpy", "pandas", "pyarrow", "aiohttp", "great_expectations")
+
+
 def _version(package: str) -> str | None:
     try:
         return version(package)
@@ -173,7 +183,7 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         "executable": sys.executable,
-        "packages": {p: _version(p) for p in ("prefect", "ccxt", "numpy", "pyarrow", "aiohttp")},
+        "packages": {p: _version(p) for p in _PACKAGES},
         "commit": commit,
         "prefect_home": os.environ.get("PREFECT_HOME"),
     }
@@ -200,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"[bold]tradeflow bench[/]: window end {iso(end_ms)}, {days['1m']} d of 1m, "
         f"{days['1h']} d of 1h, repeat {options['repeat']}; workspace {workspace.path}"
     )
-    throughput = second = None
+    throughput = second = validation = None
     try:
         # The CLI runs go first: this process has not started Prefect's API server yet, so they
         # get the machine (and the Prefect database) to themselves.
@@ -221,6 +231,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             throughput = measure_throughput(
                 workspace, settings, end_ms, options["repeat"], console, profile_to
             )
+        if args.only in (None, "validation"):
+            # In a child process: GX's import, heap and peak RSS stay out of this one.
+            from bench.validation import run_in_child
+
+            validation = run_in_child(end_ms, args.quick)
     except BenchError as error:
         console.print(f"[bold red]benchmark invalid:[/] {error}")
         return 2
@@ -228,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.keep:
             workspace.cleanup()
 
-    _print_tables(console, report, throughput, second)
+    _print_tables(console, report, throughput, second, validation)
     elapsed = time.perf_counter() - started
     payload = {
         "started_at": started_at.isoformat(),
@@ -238,9 +253,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "environment": environment(),
         "throughput": None if throughput is None else throughput.to_json(),
         "second_run": None if second is None else second.to_json(),
-        "goal": {"throughput_ratio_max": report.THROUGHPUT_GOAL},
+        "validation": None if validation is None else validation.to_json(),
+        "goal": {
+            "throughput_ratio_max": report.THROUGHPUT_GOAL,
+            "validation_over_fetch_below": report.VALIDATION_GOAL,
+        },
     }
     lines = report.verdicts(throughput, second, args.small_fraction)
+    if validation is not None:
+        lines += report.validation_verdicts(validation)
     payload["verdicts"] = [Console(width=400).render_str(line).plain for line in lines]
     path = report.write_results(args.results, started_at, payload)
     console.rule("Verdict")
@@ -261,7 +282,7 @@ def _profile_target(args: argparse.Namespace, started_at: datetime) -> tuple[str
     return py_spy, args.results / f"{started_at.strftime('%Y%m%dT%H%M%SZ')}-profile"
 
 
-def _print_tables(console: Console, report: Any, throughput: Any, second: Any) -> None:
+def _print_tables(console: Console, report: Any, throughput: Any, second: Any, validation: Any) -> None:
     console.print()
     if throughput is not None:
         for warning in throughput.warnings:
@@ -281,3 +302,10 @@ def _print_tables(console: Console, report: Any, throughput: Any, second: Any) -
     if second is not None:
         console.print(report.second_run_table(second))
         console.print(report.memory_table(second))
+    if validation is not None:
+        for warning in validation.warnings:
+            console.print(f"[yellow]warning:[/] {warning}")
+        console.print(report.validation_table(validation))
+        console.print(report.validation_group_table(validation))
+        console.print(report.validation_fixed_table(validation))
+        console.print(report.validation_goal_table(validation))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -12,9 +13,12 @@ from rich.table import Table
 
 from bench.second_run import SecondRunResult
 from bench.throughput import BARE_CONCURRENT, BARE_SEQUENTIAL, PIPELINE, ThroughputResult
+from bench.validation import STAGE_LABELS, STAGES, ValidationResult
 
 #: The project's stated goal: the pipeline costs at most this multiple of the bare fetch loop.
 THROUGHPUT_GOAL = 1.25
+#: "Validating a day of 1m candles for one venue and symbol costs less than fetching it."
+VALIDATION_GOAL = 1.0
 
 _LABELS = {
     PIPELINE: "pipeline (whole Prefect flow)",
@@ -287,6 +291,174 @@ def verdicts(
             f"{_mib(second.second.pipeline_peak_kib)} (second run); no target."
         )
     return lines
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.1f} ms" if seconds < 1 else f"{seconds:,.2f} s"
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def validation_table(result: ValidationResult) -> Table:
+    """Return the cost of one venue batch by stage: one day, the long batch, per million candles."""
+    day, long, days = result.day, result.long, result.long_days
+    table = Table(
+        title=f"Validation — candle + cross-venue suites on one venue batch ({result.venue} "
+        f"{result.symbol} 1m; medians of {len(day.runs)} and {len(long.runs)} runs after a warm-up)",
+        caption=f"group prep is per symbol group ({len(result.venues)} venues), counted in full in "
+        f"each venue batch; marginal per day = (long − day) / {days - 1}; consensus per million = "
+        "per million input candles (all venues)",
+        header_style="bold",
+    )
+    for column in (
+        "stage",
+        f"1 day ({day.rows:,} rows)",
+        f"{days} days ({long.rows:,} rows)",
+        "per million candles",
+        "marginal per day",
+    ):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    for stage in STAGES:
+        d, q = day.stage(stage), long.stage(stage)
+        table.add_row(
+            STAGE_LABELS[stage], _ms(d), _ms(q), _ms(q / long.rows * 1e6), _ms((q - d) / (days - 1))
+        )
+    table.add_row(
+        "[bold]total per venue batch[/]",
+        f"[bold]{_ms(day.seconds)}[/]",
+        f"[bold]{_ms(long.seconds)}[/]",
+        f"[bold]{_ms(result.per_million_seconds)}[/]",
+        f"[bold]{_ms(result.marginal_day_seconds)}[/]",
+    )
+    cd, cq = _median(result.consensus_day), _median(result.consensus_long)
+    table.add_row(
+        f"[dim]consensus, {len(result.venues)} venues (not in total)[/]",
+        f"[dim]{_ms(cd)}[/]",
+        f"[dim]{_ms(cq)}[/]",
+        f"[dim]{_ms(cq / (len(result.venues) * long.rows) * 1e6)}[/]",
+        f"[dim]{_ms((cq - cd) / (days - 1))}[/]",
+    )
+    return table
+
+
+def validation_group_table(result: ValidationResult) -> Table:
+    """Return validate_candle_group end to end: the whole group and per venue."""
+    day, long, days = result.group_day, result.group_long, result.long_days
+    table = Table(
+        title=f"Validation end to end — validate_candle_group on {result.symbol} 1m, {day.venues} venues "
+        "(read Parquet, both suites per venue, quarantine, consensus, curated write)",
+        header_style="bold",
+    )
+    for column in ("batch", "group s", "runs (s)", "per venue", "per million candles", "verdicts", "curated"):
+        table.add_column(column, justify="left" if column in {"batch", "verdicts"} else "right")
+    labels = (f"1 day ({day.rows:,} rows per venue)", f"{days} days ({long.rows:,})")
+    for label, group in zip(labels, (day, long), strict=True):
+        table.add_row(
+            label,
+            _ms(group.seconds),
+            " ".join(f"{s:.3f}" for s in group.runs),
+            _ms(group.per_venue),
+            _ms(group.seconds / (group.venues * group.rows) * 1e6) if group is long else "—",
+            ", ".join(f"{v} {verdict}" for v, verdict in group.verdicts.items()),
+            f"{group.curated_rows:,}",
+        )
+    table.add_row(
+        "[bold]marginal per day, per venue[/]", "", "", f"[bold]{_ms(result.group_marginal_day_seconds)}[/]",
+        "", "", "",
+    )  # fmt: skip
+    return table
+
+
+def validation_fixed_table(result: ValidationResult) -> Table:
+    """Return the once-per-process and once-per-validator costs, and the section's peak RSS."""
+    table = Table(title="Validation — fixed costs (not in the batch medians) and memory", header_style="bold")
+    for column in ("cost", "value", "detail"):
+        table.add_column(column, justify="left" if column != "value" else "right")
+    imports = result.import_seconds
+    table.add_row(
+        "import great_expectations, fresh interpreter (once per process)",
+        f"{_median(imports):.2f} s",
+        "runs " + " ".join(f"{s:.2f}" for s in imports),
+    )
+    table.add_row(
+        "import expectations.runner in the validation process",
+        f"{result.inprocess_import_seconds:.2f} s",
+        "GX + the suites module, 1 run",
+    )
+    for label, batch in (("1-day", result.day), (f"{result.long_days}-day", result.long)):
+        table.add_row(f"GxValidator(...) creation, {label} set", _ms(batch.validator_seconds), "")
+        table.add_row(
+            f"first validation after creation, {label} set",
+            _ms(sum(batch.warmup.values())),
+            f"GX {_ms(batch.warmup['candles_gx'] + batch.warmup['cross_gx'])} (builds the suites)",
+        )
+    peaks = list(result.peak_rss_kib.items())
+    table.add_row(
+        "peak RSS (VmHWM) of the validation process",
+        _mib(peaks[-1][1]),
+        "; ".join(f"{step}: {_mib(kib)}" for step, kib in peaks),
+    )
+    return table
+
+
+def validation_goal_table(result: ValidationResult) -> Table:
+    """Return validate / fetch ratios, with PASS/FAIL for the goal's two readings."""
+    ratios = result.ratios()
+    pages = result.fetch_pages
+    table = Table(
+        title="Validating vs fetching one day of 1m candles, one venue and symbol "
+        f"(goal: validate / fetch < {VALIDATION_GOAL:g}); fetch = bare ccxt loop against the local "
+        f"simulator ({result.latency_ms:g} ms simulated latency), {pages['day']} pages",
+        header_style="bold",
+    )
+    for column in ("comparison", "validate", "fetch", "ratio", "verdict"):
+        table.add_column(column, justify="left" if column == "comparison" else "right")
+    fetch = result.fetch_day_seconds
+    cold = _median(result.fetch_day_cold)
+    long_fetch = _median(result.fetch_long)
+    rows = [
+        ("(a) a one-day batch / fetching the day (client with markets loaded)", result.day.seconds, fetch,
+         ratios["day_batch/fetch_day"], _verdict(ratios["day_batch/fetch_day"])),
+        (f"(b) one more day inside a {result.long_days}-day batch (marginal) / fetching a day",
+         result.marginal_day_seconds, fetch, ratios["marginal_day_in_long/fetch_day"],
+         _verdict(ratios["marginal_day_in_long/fetch_day"])),
+        ("a one-day batch / fetching the day with a fresh client (+ markets request)", result.day.seconds,
+         cold, ratios["day_batch/fetch_day_cold"], "[dim]shown only[/]"),
+        (f"a {result.long_days}-day batch / fetching {result.long_days} days ({pages['long']} pages)",
+         result.long.seconds, long_fetch, ratios["long_batch/fetch_long"], "[dim]shown only[/]"),
+        ("end to end (validate_candle_group), one day, per venue / fetching the day",
+         result.group_day.per_venue, fetch, ratios["group_day_per_venue/fetch_day"], "[dim]shown only[/]"),
+        (f"end to end, one more day per venue inside the {result.long_days}-day group / fetching a day",
+         result.group_marginal_day_seconds, fetch, ratios["group_marginal_day_per_venue/fetch_day"],
+         "[dim]shown only[/]"),
+    ]  # fmt: skip
+    for label, validate, fetched, ratio, verdict in rows:
+        table.add_row(label, _ms(validate), _ms(fetched), f"{ratio:.2f}×", verdict)
+    return table
+
+
+def _verdict(ratio: float) -> str:
+    return "[bold green]PASS[/]" if ratio < VALIDATION_GOAL else "[bold red]FAIL[/]"
+
+
+def validation_verdicts(result: ValidationResult) -> list[str]:
+    """Return the validation goal's verdict lines (rich markup)."""
+    ratios = result.ratios()
+    a, b = ratios["day_batch/fetch_day"], ratios["marginal_day_in_long/fetch_day"]
+    return [
+        f"Validation (a): a one-day batch ({result.day.rows:,} 1m candles, one venue and symbol) takes "
+        f"{_ms(result.day.seconds)} to validate vs {_ms(result.fetch_day_seconds)} to fetch = {a:.2f}× "
+        f"(goal < {VALIDATION_GOAL:g}×) → {_verdict(a)}; end to end (validate_candle_group, per venue) "
+        f"{ratios['group_day_per_venue/fetch_day']:.2f}×.",
+        f"Validation (b): one more day inside a {result.long_days}-day batch costs "
+        f"{_ms(result.marginal_day_seconds)} vs {_ms(result.fetch_day_seconds)} to fetch a day = {b:.2f}× "
+        f"(goal < {VALIDATION_GOAL:g}×) → {_verdict(b)}; end to end "
+        f"{ratios['group_marginal_day_per_venue/fetch_day']:.2f}×; "
+        f"{_ms(result.per_million_seconds)} per million candles; "
+        f"GX import {_median(result.import_seconds):.2f} s once per process.",
+    ]
 
 
 def write_results(directory: Path, started: datetime, payload: Mapping[str, Any]) -> Path:
