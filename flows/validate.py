@@ -13,7 +13,6 @@ from prefect.utilities.annotations import quote
 from tasks.validate import (
     build_data_docs,
     plan_validation,
-    previous_curated_last,
     publish_validation_task,
     read_ingest_batch,
     report_validation,
@@ -21,7 +20,7 @@ from tasks.validate import (
     validate_snapshot,
 )
 from tradeflow.config import load_settings
-from tradeflow.quality.validation import SymbolUnusableError, unusable_message
+from tradeflow.quality.validation import SymbolUnusableError, curated_last, unusable_message
 
 
 @flow(name="validate-market-data", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True)
@@ -55,7 +54,7 @@ def validate_market_data(
         run_name = f"{flow_run.id or 'local'}-{batch.tag}"
         group_futures = [
             validate_candles.submit(config, run_name, quote(batch), symbol, timeframe,
-                                    previous_curated_last(previous, symbol, timeframe))
+                                    curated_last(previous, symbol, timeframe))
             for symbol, timeframe in sorted(batch.candle_series)
         ]  # fmt: skip
         snapshot_futures = [

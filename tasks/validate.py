@@ -28,15 +28,13 @@ from tradeflow.quality.validation import (
     BatchReport,
     GroupResult,
     PendingBatch,
-    curated_last,
     pending_batch,
+    plan_pending,
     publish_validation,
     validate_candle_group,
     validate_snapshot_batch,
-    validated_through,
     write_reports,
 )
-from tradeflow.storage.lake import read_state
 
 _TASK_DEFAULTS: dict[str, Any] = {"retries": 1, "retry_delay_seconds": 2, "cache_policy": NO_CACHE}
 
@@ -54,19 +52,8 @@ def _validator(settings: Settings, run_name: str) -> GxValidator:
 
 @task(name="plan-validation", **_TASK_DEFAULTS)
 def plan_validation(settings: Settings, ingest_sequence: int | None) -> dict[str, Any]:
-    """Find the ingest batches no validation covers yet (or check the one asked for)."""
-    store = build_store(settings)
-    done, previous = validated_through(store)
-    newest = read_state(store).sequence
-    if ingest_sequence is not None:
-        if ingest_sequence <= done:
-            return {"pending": [], "validated_through": done, "newest": newest, "previous": previous}
-        if ingest_sequence > newest:
-            raise ValueError(f"ingest batch {ingest_sequence} does not exist; the newest is {newest}")
-        pending = list(range(done + 1, ingest_sequence + 1))
-    else:
-        pending = list(range(done + 1, newest + 1))
-    return {"pending": pending, "validated_through": done, "newest": newest, "previous": previous}
+    """Find the ingest batches no validation covers yet (up to the one asked for)."""
+    return plan_pending(build_store(settings), ingest_sequence)
 
 
 @task(name="read-ingest-batch", task_run_name="read ingest batch {ingest_sequence}", **_TASK_DEFAULTS)
@@ -180,8 +167,3 @@ def report_validation(
         table=summary_rows(groups),
         description=f"Per symbol and timeframe: venue verdicts, findings, curated candles ({batch.tag})",
     )
-
-
-def previous_curated_last(previous: dict[str, Any] | None, symbol: str, timeframe: str) -> int | None:
-    """Return the newest curated candle of a series before this run (flow helper)."""
-    return curated_last(previous, symbol, timeframe)

@@ -206,7 +206,7 @@ def _print_validation(result: dict[str, Any]) -> None:
                       "are validated).")  # fmt: skip
         return
     for run in result["runs"]:
-        groups = [_group_from_dict(g) for g in run["groups"]]
+        groups = [GroupResult.from_dict(g) for g in run["groups"]]
         table = Table(title=f"Validation of ingest batch #{run['ingest_sequence']}", header_style="bold")
         rows = summary_rows(groups)
         for column in rows[0] if rows else ():
@@ -216,7 +216,7 @@ def _print_validation(result: dict[str, Any]) -> None:
             table.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in row.values()), style=style)
         console.print(table)
         batches: list[BatchReport] = [b for g in groups for b in g.batches]
-        batches += [_batch_from_dict(s) for s in run["snapshots"]]
+        batches += [BatchReport.from_dict(s) for s in run["snapshots"]]
         for batch in batches:
             if batch.verdict == "quarantined":
                 console.print(f"[yellow]Quarantined[/] {batch.name}: {', '.join(batch.reasons())}")
@@ -232,27 +232,6 @@ def _print_validation(result: dict[str, Any]) -> None:
         if run["data_docs"]:
             console.print(f"Data Docs: {run['data_docs']}")
         console.print(f"Integrity reports: {', '.join(run['reports']['integrity'].values())}")
-    del GroupResult
-
-
-def _batch_from_dict(data: dict[str, Any]) -> Any:
-    from tradeflow.quality.checks import CheckResult, SuiteOutcome
-    from tradeflow.quality.validation import BatchReport
-
-    checks = [CheckResult(c["check"], c["suite"], c["success"], c["policy"], c["observed"], c["note"])
-              for c in data["checks"]]  # fmt: skip
-    suites = [SuiteOutcome(name, data["dataset"], tuple(c for c in checks if c.suite == name))
-              for name in dict.fromkeys(c.suite for c in checks)]  # fmt: skip
-    return BatchReport(data["dataset"], data["venue"], data["symbol"], data["timeframe"], data["objects"],
-                       data["rows"], data["verdict"], suites, data["error"], data["quarantine"])  # fmt: skip
-
-
-def _group_from_dict(data: dict[str, Any]) -> Any:
-    from tradeflow.quality.validation import GroupResult
-
-    return GroupResult(data["symbol"], data["timeframe"], [_batch_from_dict(b) for b in data["batches"]],
-                       [], data["curated_rows"], data["imputed_rows"], data["unfilled_holes"],
-                       data["late_rows"], data["excluded_candles"])  # fmt: skip
 
 
 @app.command()

@@ -21,16 +21,13 @@ import pandas as pd
 import pyarrow as pa
 
 from tradeflow.quality.candles import MAX_LISTED, close_moves
+from tradeflow.storage.lake import CANDLE_SCHEMA
 from tradeflow.timeframes import iso
 
+#: The raw candle schema plus per-row provenance.
 CURATED_SCHEMA = pa.schema(
     [
-        pa.field("timestamp", pa.int64(), nullable=False),
-        pa.field("open", pa.float64(), nullable=False),
-        pa.field("high", pa.float64(), nullable=False),
-        pa.field("low", pa.float64(), nullable=False),
-        pa.field("close", pa.float64(), nullable=False),
-        pa.field("volume", pa.float64(), nullable=False),
+        *CANDLE_SCHEMA,
         pa.field("venue_count", pa.int32(), nullable=False),
         pa.field("venues", pa.string(), nullable=False),
         pa.field("imputed", pa.bool_(), nullable=False),

@@ -33,7 +33,7 @@ import pyarrow as pa
 from tradeflow.config import ValidationConfig
 from tradeflow.quality.books import derive_order_book, derive_trades, observe_order_book
 from tradeflow.quality.candles import CANDLE_COLUMNS, CandleRules, derive_candles, observe_candles
-from tradeflow.quality.checks import SuiteOutcome, Validator, verdict
+from tradeflow.quality.checks import CheckResult, SuiteOutcome, Validator, verdict
 from tradeflow.quality.consensus import (
     CURATED_SCHEMA,
     aligned,
@@ -51,6 +51,7 @@ from tradeflow.storage.lake import (
     latest_manifest,
     publish_numbered,
     read_manifest,
+    read_state,
     series_key,
     write_partitioned,
 )
@@ -103,6 +104,20 @@ class BatchReport:
                     return result.observed
         return {}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BatchReport:
+        """Return a report from :meth:`to_dict`'s plain data (checks regrouped by suite)."""
+        checks = [
+            CheckResult(c["check"], c["suite"], c["success"], c["policy"], c["observed"], c["note"])
+            for c in data["checks"]
+        ]
+        suites = [
+            SuiteOutcome(name, data["dataset"], tuple(c for c in checks if c.suite == name))
+            for name in dict.fromkeys(c.suite for c in checks)
+        ]
+        return cls(data["dataset"], data["venue"], data["symbol"], data["timeframe"], list(data["objects"]),
+                   data["rows"], data["verdict"], suites, data["error"], data["quarantine"])  # fmt: skip
+
     def to_dict(self) -> dict[str, Any]:
         """Return plain data for reports (checks included, GX's raw results left out)."""
         return {
@@ -139,6 +154,13 @@ class GroupResult:
     def usable(self) -> bool:
         """Return whether at least one venue's batch passed (or there was nothing to validate)."""
         return not self.batches or any(b.verdict != "quarantined" for b in self.batches)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GroupResult:
+        """Return a group from :meth:`to_dict`'s plain data (curated object entries left out)."""
+        return cls(data["symbol"], data["timeframe"], [BatchReport.from_dict(b) for b in data["batches"]],
+                   [], data["curated_rows"], data["imputed_rows"], data["unfilled_holes"],
+                   data["late_rows"], data["excluded_candles"])  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         """Return plain data for reports."""
@@ -177,6 +199,24 @@ def validated_through(store: ObjectStore) -> tuple[int, dict[str, Any] | None]:
     """Return the newest ingest sequence already validated, and the newest validation manifest."""
     latest = latest_manifest(store, VALIDATION_PREFIX)
     return (0, None) if latest is None else (int(latest["ingest"]["sequence"]), latest)
+
+
+def plan_pending(store: ObjectStore, ingest_sequence: int | None = None) -> dict[str, Any]:
+    """Return the ingest sequences no validation covers yet (up to ``ingest_sequence``, default all).
+
+    Returns ``pending``, ``validated_through``, ``newest`` (ingest) and ``previous`` (the newest
+    validation manifest).
+
+    Raises:
+        ValueError: if ``ingest_sequence`` names an ingest batch that does not exist.
+    """
+    done, previous = validated_through(store)
+    newest = read_state(store).sequence
+    last = newest if ingest_sequence is None else ingest_sequence
+    if ingest_sequence is not None and ingest_sequence > newest:
+        raise ValueError(f"ingest batch {ingest_sequence} does not exist; the newest is {newest}")
+    pending = list(range(done + 1, last + 1))
+    return {"pending": pending, "validated_through": done, "newest": newest, "previous": previous}
 
 
 def pending_batch(store: ObjectStore, ingest_sequence: int) -> PendingBatch:
