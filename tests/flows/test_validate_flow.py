@@ -166,3 +166,30 @@ def test_a_symbol_no_venue_can_vouch_for_fails_the_flow_naming_suite_and_check(w
     expected = r"BTC/USDT 1m: no venue passed validation \(sim-alpha: candles/price_spikes"
     with pytest.raises(SymbolUnusableError, match=expected):
         validate_market_data(config_path=config)
+
+
+def test_validation_writes_quarantine_curated_candles_and_data_docs_to_s3(
+    write_config, moto_server, s3_bucket
+):
+    config = write_config(
+        lake=f"s3://{s3_bucket}/lake",
+        storage_extra=f's3_endpoint_url = "{moto_server}"',
+        venues=[
+            ("sim-alpha", 11, None, ""),
+            ("sim-beta", 22, None, ""),
+            ("sim-gamma", 33, None, ", drift_bps_per_day = 30.0"),
+        ],
+    )
+    ingest_market_data(config_path=config)
+    result = validate_market_data(config_path=config)
+    store = open_store(f"s3://{s3_bucket}/lake", s3_endpoint_url=moto_server)
+    run = result["runs"][0]
+    assert run["data_docs"] == f"s3://{s3_bucket}/lake/reports/validation/00000001/data_docs/index.html"
+    assert "candles_1m" in store.get("reports/validation/00000001/data_docs/index.html").decode()
+    gamma = [b for g in run["groups"] for b in g["batches"] if b["venue"] == "sim-gamma"]
+    assert gamma and all(b["verdict"] == "quarantined" for b in gamma)
+    assert all(store.exists(f"{b['quarantine']}/report.json") for b in gamma)
+    manifest = latest_manifest(store, VALIDATION_PREFIX)
+    assert set(manifest["curated"]) == {
+        f"{s}|{t}" for s in ("BTC/USDT", "ETH/USDT", "SOL/USDT") for t in ("1m", "1h")
+    }
