@@ -1,0 +1,1 @@
+"""The audit chain: hash-chained entries, signed checkpoints, verification and lineage."""

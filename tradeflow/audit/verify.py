@@ -1,0 +1,407 @@
+"""Verify the audit chain: every hash, every link, every checkpoint, every referenced object.
+
+What is checked, in order:
+
+1. Every segment, in key order: its name is the seq its first line should have; every line
+   parses as ``<seq> <prev_hash> <hash> <body>``; seqs run 1, 2, 3 ... without gaps or repeats;
+   each hash re-computes from the stored bytes; each ``prev_hash`` is the previous entry's hash.
+2. Every checkpoint: its signature verifies under a trusted key, its seq is not past the head
+   (a cut-off tail), and the entry at its seq still has the hash it signed (a rewritten history).
+3. Every object a verified entry references (``payload.refs``: manifests, reports, snapshots)
+   re-hashes to the SHA-256 recorded; a snapshot's manifest also lists its data objects, and
+   each of those is re-hashed too.
+
+The first problem found is named with its seq, the object key and the kind of damage; up to
+:data:`MAX_PROBLEMS` are collected. Verification can start from a trusted checkpoint (one a
+previous run verified the chain up to) instead of the first entry: everything before it is then
+covered by that checkpoint's signature.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from tradeflow.audit.chain import (
+    CHECKPOINT_PREFIX,
+    ENTRY_DOMAIN,
+    GENESIS_HASH,
+    Entry,
+    segment_first_seq,
+    segment_keys,
+)
+from tradeflow.audit.signing import Checkpoint
+from tradeflow.storage.objectstore import ObjectStore
+
+MAX_PROBLEMS = 20
+_BASE = hashlib.sha256(ENTRY_DOMAIN)
+_GENESIS = GENESIS_HASH.encode()
+#: A fork is recognised when an entry links to one of this many entries before it.
+FORK_WINDOW = 10_000
+
+#: The kinds of damage verification names.
+DAMAGE = {
+    "malformed": "a stored line is not '<seq> <prev_hash> <body> <hash>' (bytes changed or cut)",
+    "content_edited": "the entry's bytes no longer hash to its recorded hash (payload or field edited)",
+    "hash_edited": "the entry's recorded hash was changed (its content hashes to what the next links to)",
+    "missing": "entries are missing from the middle of the chain (deleted)",
+    "inserted": "an entry repeats a seq that is already taken (inserted)",
+    "out_of_order": "an entry is not where its seq says it belongs (swapped or moved)",
+    "fork": "an entry links to an earlier entry than its predecessor (a second writer forked the chain)",
+    "broken_link": "an entry's prev_hash matches no earlier entry",
+    "segment_name": "a segment's name does not match the seq of its first entry",
+    "truncated": "a signed checkpoint is past the end of the chain (the tail was cut off)",
+    "rewritten": "the entry at a checkpoint's seq no longer has the hash the checkpoint signed",
+    "bad_signature": "a checkpoint's signature does not verify under a trusted key",
+    "bad_checkpoint": "a checkpoint object cannot be read",
+    "object_altered": "an object an entry references no longer has the SHA-256 recorded",
+    "object_missing": "an object an entry references is gone",
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One piece of damage: where it is and what kind it is."""
+
+    kind: str
+    seq: int | None
+    key: str
+    detail: str
+
+    def describe(self) -> str:
+        """Return a one-line description for people."""
+        where = f"entry {self.seq}" if self.seq is not None else "chain"
+        return f"{where} ({self.key}): {self.kind}: {self.detail}"
+
+
+@dataclass
+class VerifyReport:
+    """What a verification checked and found."""
+
+    store: str
+    mode: str  # "full" or "from checkpoint N"
+    start_seq: int = 1
+    head_seq: int = 0
+    head_hash: str = GENESIS_HASH
+    entries: int = 0
+    segments: int = 0
+    bytes: int = 0
+    checkpoints: int = 0
+    newest_checkpoint: int | None = None
+    objects: int = 0
+    seconds: float = 0.0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Return whether nothing was found."""
+        return not self.problems
+
+    @property
+    def first_problem(self) -> Problem | None:
+        """Return the first problem found, or None."""
+        return self.problems[0] if self.problems else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return plain data (``--json``)."""
+        data = asdict(self)
+        data["ok"] = self.ok
+        return data
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class _Scan:
+    """The chain walk: state carried from line to line, and the problems found."""
+
+    def __init__(self, report: VerifyReport, watch: set[int]) -> None:
+        self.report = report
+        self.watch = watch  # seqs whose hashes the checkpoints need
+        self.seen: dict[int, str] = {}  # seq -> hash, for watched seqs
+        self.recent: list[bytes] = []  # hashes of the newest verified entries (fork detection)
+
+    def add(self, kind: str, seq: int | None, key: str, detail: str) -> None:
+        if len(self.report.problems) < MAX_PROBLEMS:
+            self.report.problems.append(Problem(kind, seq, key, detail))
+
+
+def _find(recent: list[bytes], digest: bytes, expected: int) -> int | None:
+    """Return the seq of an earlier entry with hash ``digest`` (``recent`` ends at ``expected - 1``)."""
+    for back, known in enumerate(reversed(recent)):
+        if known == digest:
+            return expected - 1 - back
+    return None
+
+
+def _prev_of(line: bytes | None) -> bytes | None:
+    """Return the prev_hash field of a stored line, or None if it has none."""
+    if not line:
+        return None
+    space = line.find(b" ")
+    return line[space + 1 : space + 65] if space > 0 else None
+
+
+def _check_lines(
+    scan: _Scan,
+    key: str,
+    data: bytes,
+    expected: int,
+    prev: bytes | None,
+    refs: list[tuple[int, str, dict[str, Any]]],
+    upcoming: bytes | None,
+) -> tuple[int, bytes | None]:
+    """Verify one segment's lines; return the next expected seq and the last hash.
+
+    The loop is the verifier's hot path (one pass per entry), so it works on bytes and keeps
+    the common case to a split, one SHA-256 and a few comparisons.
+    """
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    else:
+        scan.add("malformed", expected, key, "the segment does not end with a newline (cut short or edited)")
+    copy = _BASE.copy
+    recent = scan.recent
+    report = scan.report
+    count = len(lines)
+    has_refs = b'"refs"' in data
+    first_seq = expected
+    for index, line in enumerate(lines):
+        space = line.find(b" ")
+        seq_text = line[:space]
+        if seq_text != b"%d" % expected:
+            if space < 1 or not seq_text.isdigit() or seq_text != b"%d" % int(seq_text):
+                scan.add("malformed", expected, key, f"line {index + 1}: no seq where the line should start")
+                expected, prev = expected + 1, None
+                continue
+            seq = int(seq_text)
+            following = lines[index + 1] if index + 1 < count else upcoming
+            if seq < expected:
+                scan.add("inserted", seq, key, f"seq {seq} appears again where {expected} was expected")
+            elif seq == expected + 1 and following is not None and following.startswith(b"%d " % expected):
+                scan.add("out_of_order", expected, key, f"entries {expected} and {seq} are swapped")
+            else:
+                scan.add("missing", expected, key, f"entries {expected}..{seq - 1} are missing")
+            expected, prev, first_seq = seq, None, seq - index
+        digest = line[-64:]
+        hasher = copy()
+        hasher.update(line[:-65])
+        computed = hasher.hexdigest().encode()
+        prev_hash = line[space + 1 : space + 65]
+        if computed != digest:
+            following = lines[index + 1] if index + 1 < count else upcoming
+            if len(line) < space + 132 or line[space + 65 : space + 66] != b" " or line[-65:-64] != b" ":
+                scan.add(
+                    "malformed", expected, key, f"line {index + 1} is not '<seq> <prev_hash> <body> <hash>'"
+                )
+            elif _prev_of(following) == computed:
+                scan.add("hash_edited", expected, key, "the recorded hash was changed; the content is intact")
+            else:
+                scan.add("content_edited", expected, key, "the stored entry no longer matches its hash")
+        elif prev is not None and prev_hash != prev:
+            earlier = _find(recent, prev_hash, expected)
+            if earlier is not None:
+                scan.add("fork", expected, key, f"links to entry {earlier}, not to entry {expected - 1}")
+            else:
+                scan.add("broken_link", expected, key, "prev_hash matches no earlier entry")
+        elif expected == 1 and prev_hash != _GENESIS:
+            scan.add("broken_link", expected, key, "the first entry does not start from the genesis hash")
+        recent.append(digest)
+        if has_refs and b'"refs"' in line:
+            try:
+                payload = json.loads(line[space + 66 : -65])["payload"]
+            except (ValueError, KeyError, TypeError):
+                payload = {}
+            refs.append((expected, key, payload))
+        prev = digest
+        expected += 1
+    if len(recent) > 2 * FORK_WINDOW:  # keep the newest FORK_WINDOW hashes (bounded memory)
+        del recent[:-FORK_WINDOW]
+    for seq in scan.watch:  # the hashes checkpoints signed, where this segment holds them
+        if first_seq <= seq < expected and 0 <= seq - first_seq < count:
+            line = lines[seq - first_seq]
+            if line.startswith(b"%d " % seq):
+                scan.seen[seq] = line[-64:].decode()
+    report.entries += count
+    return expected, prev
+
+
+def _check_refs(scan: _Scan, objects: ObjectStore, refs: Iterable[tuple[int, str, dict[str, Any]]]) -> None:
+    checked: set[tuple[str, str]] = set()
+
+    def check(seq: int, key: str, ref: Mapping[str, Any]) -> bytes | None:
+        pair = (str(ref.get("key")), str(ref.get("sha256")))
+        if pair in checked:
+            return None
+        checked.add(pair)
+        scan.report.objects += 1
+        try:
+            data = objects.get(pair[0])
+        except KeyError:
+            scan.add("object_missing", seq, key, f"{objects.describe(pair[0])} is gone")
+            return None
+        if _sha256(data) != pair[1]:
+            scan.add(
+                "object_altered",
+                seq,
+                key,
+                f"{objects.describe(pair[0])} no longer has SHA-256 {pair[1][:16]}…",
+            )
+            return None
+        return data
+
+    for seq, key, payload in refs:
+        for ref in payload.get("refs") or []:
+            if not isinstance(ref, Mapping):
+                continue
+            data = check(seq, key, ref)
+            if data is not None and ref.get("lists_objects"):
+                for listed in json.loads(data).get("objects", []):
+                    check(seq, key, listed)
+
+
+def _checkpoints(
+    scan: _Scan, store: ObjectStore, prefix: str, keys: Mapping[str, Ed25519PublicKey]
+) -> list[tuple[str, Checkpoint]]:
+    found = []
+    for key in store.list(prefix):
+        if not key.endswith(".json"):
+            continue
+        try:
+            checkpoint = Checkpoint.from_bytes(store.get(key))
+        except (ValueError, KeyError, TypeError) as error:
+            scan.add("bad_checkpoint", None, key, f"cannot read it: {error}")
+            continue
+        problem = checkpoint.problem(keys)
+        if problem:
+            scan.add("bad_signature", checkpoint.seq, key, problem)
+            continue
+        found.append((key, checkpoint))
+    return found
+
+
+def _hash_at(store: ObjectStore, keys: list[str], seq: int) -> str | None:
+    """Return the stored hash of entry ``seq`` (reading the one segment that holds it)."""
+    holder = None
+    for key in keys:
+        first = segment_first_seq(key)
+        if first is not None and first <= seq:
+            holder = key
+    if holder is None:
+        return None
+    for line in store.get(holder).splitlines():
+        if line.startswith(b"%d " % seq) and len(line) > 64:
+            return line[-64:].decode()
+    return None
+
+
+def verify_chain(
+    store: ObjectStore,
+    public_keys: Mapping[str, Ed25519PublicKey],
+    *,
+    checkpoint_store: ObjectStore | None = None,
+    checkpoint_prefix: str = CHECKPOINT_PREFIX,
+    objects: ObjectStore | None = None,
+    trusted: tuple[int, str] | None = None,
+    check_objects: bool = True,
+) -> VerifyReport:
+    """Verify the chain in ``store``; return what was checked and every problem found.
+
+    Args:
+        store: Where the chain's segments are.
+        public_keys: Trusted checkpoint keys by key id.
+        checkpoint_store: Where the checkpoints are (default ``store``).
+        checkpoint_prefix: The checkpoints' prefix in ``checkpoint_store``.
+        objects: Where referenced objects are (default ``store``).
+        trusted: ``(seq, hash)`` of a checkpoint a previous verification confirmed: entries
+            from the segment holding it on are verified, the ones before are taken as covered by it.
+        check_objects: Re-hash the objects entries reference.
+    """
+    started = time.perf_counter()
+    checkpoint_store = checkpoint_store or store
+    objects = objects or store
+    report = VerifyReport(store=store.describe(), mode="full")
+    scan = _Scan(report, set())
+    checkpoints = _checkpoints(scan, checkpoint_store, checkpoint_prefix, public_keys)
+    report.checkpoints = len(checkpoints)
+    report.newest_checkpoint = max((c.seq for _, c in checkpoints), default=None)
+    scan.watch = {c.seq for _, c in checkpoints}
+    keys = segment_keys(store)
+    report.segments = len(keys)
+
+    start_index, expected, prev = 0, 1, _GENESIS
+    if trusted is not None:
+        seq, digest = trusted
+        for index, key in enumerate(keys):
+            first = segment_first_seq(key)
+            if first is not None and first <= seq:
+                start_index = index
+        first = segment_first_seq(keys[start_index]) if keys else 1
+        expected, prev = (first or 1), None  # the first verified line's link is not checked
+        report.mode = f"from checkpoint {seq}"
+        scan.watch.add(seq)
+    report.start_seq = expected
+
+    refs: list[tuple[int, str, dict[str, Any]]] = []
+    datas = {}
+    for index in range(start_index, len(keys)):
+        key = keys[index]
+        first = segment_first_seq(key)
+        if first is not None and first > expected and not (report.entries == 0 and trusted is not None):
+            scan.add(
+                "missing", expected, key, f"entries {expected}..{first - 1} are missing (segment deleted?)"
+            )
+            expected, prev = first, None
+        elif first != expected:
+            scan.add(
+                "segment_name", expected, key, f"named for entry {first} where entry {expected} comes next"
+            )
+        data = datas.pop(index, None) or store.get(key)
+        report.bytes += len(data)
+        upcoming = None
+        if index + 1 < len(keys):
+            datas[index + 1] = store.get(keys[index + 1])
+            upcoming = datas[index + 1].split(b"\n", 1)[0]
+        expected, prev = _check_lines(scan, key, data, expected, prev, refs, upcoming)
+    report.head_seq = expected - 1
+    report.head_hash = prev.decode() if prev else ""
+
+    if trusted is not None and scan.seen.get(trusted[0]) not in (None, trusted[1]):
+        scan.add("rewritten", trusted[0], "", "the trusted checkpoint's entry has a different hash now")
+    for key, checkpoint in sorted(checkpoints, key=lambda item: item[1].seq):
+        if checkpoint.seq > report.head_seq:
+            scan.add(
+                "truncated",
+                checkpoint.seq,
+                key,
+                f"checkpoint {checkpoint.seq} was signed but the chain ends at entry {report.head_seq}",
+            )
+            continue
+        digest = scan.seen.get(checkpoint.seq)
+        if digest is None:  # before the verified range: read that one entry
+            digest = _hash_at(store, keys, checkpoint.seq)
+        if digest != checkpoint.head_hash:
+            scan.add(
+                "rewritten",
+                checkpoint.seq,
+                key,
+                f"entry {checkpoint.seq} no longer has the hash checkpoint {checkpoint.seq} signed",
+            )
+    if check_objects:
+        _check_refs(scan, objects, refs)
+    report.problems.sort(key=lambda p: (p.seq is None, p.seq or 0))  # the first bad entry first
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def parse_entries(data: bytes) -> list[Entry]:
+    """Return the entries of one segment's bytes (for tools; raises ValueError on a bad line)."""
+    return [Entry.parse(line) for line in data.splitlines() if line]
