@@ -280,6 +280,10 @@ def _checkpoints(
         except (ValueError, KeyError, TypeError) as error:
             scan.add("bad_checkpoint", None, key, f"cannot read it: {error}")
             continue
+        named = segment_first_seq(key.rsplit("/", 1)[-1].replace(".json", ".log"))
+        if named != checkpoint.seq:
+            scan.add("bad_checkpoint", checkpoint.seq, key, f"stored under the name of entry {named}")
+            continue
         problem = checkpoint.problem(keys)
         if problem:
             scan.add("bad_signature", checkpoint.seq, key, problem)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from datetime import UTC, datetime, timedelta
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -113,8 +114,14 @@ class S3ObjectStore:
         client: Any = None,
         endpoint_url: str | None = None,
         server_side_encryption: str | None = "AES256",
+        object_lock_days: int = 0,
     ) -> None:
-        """Use ``s3://bucket/prefix``; ``client`` may be a ready boto3 S3 client."""
+        """Use ``s3://bucket/prefix``; ``client`` may be a ready boto3 S3 client.
+
+        With ``object_lock_days`` > 0 every object is written under Object Lock in compliance
+        mode, retained that many days: nobody, the account root included, can delete or replace
+        that version before then. The bucket must have been created with Object Lock enabled.
+        """
         if client is None:
             import boto3  # the only module that talks to S3
 
@@ -123,6 +130,7 @@ class S3ObjectStore:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.server_side_encryption = server_side_encryption
+        self.object_lock_days = object_lock_days
 
     def _full(self, key: str) -> str:
         _check_key(key)
@@ -135,6 +143,10 @@ class S3ObjectStore:
         extra: dict[str, Any] = {}
         if self.server_side_encryption:
             extra["ServerSideEncryption"] = self.server_side_encryption
+        if self.object_lock_days > 0:
+            extra["ObjectLockMode"] = "COMPLIANCE"
+            extra["ObjectLockRetainUntilDate"] = datetime.now(UTC) + timedelta(days=self.object_lock_days)
+            extra["ChecksumAlgorithm"] = "SHA256"  # S3 requires a checksum on locked writes
         try:
             self.client.put_object(
                 Bucket=self.bucket, Key=self._full(key), Body=data, IfNoneMatch="*", **extra
@@ -194,8 +206,12 @@ def open_store(
     s3_endpoint_url: str | None = None,
     server_side_encryption: str | None = "AES256",
     s3_client: Any = None,
+    object_lock_days: int = 0,
 ) -> ObjectStore:
-    """Return the object store for a storage URL (a folder, ``file://`` or ``s3://``)."""
+    """Return the object store for a storage URL (a folder, ``file://`` or ``s3://``).
+
+    ``object_lock_days`` applies to S3 only (see :class:`S3ObjectStore`).
+    """
     if url.startswith("s3://"):
         bucket, _, prefix = url[len("s3://") :].partition("/")
         return S3ObjectStore(
@@ -204,5 +220,6 @@ def open_store(
             client=s3_client,
             endpoint_url=s3_endpoint_url,
             server_side_encryption=None if server_side_encryption == "none" else server_side_encryption,
+            object_lock_days=object_lock_days,
         )
     return LocalObjectStore(url.removeprefix("file://"))
