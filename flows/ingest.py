@@ -14,6 +14,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
+from tasks.audit import checkpoint_audit
 from tasks.ingest import (
     connect_venue,
     fetch_candle_series,
@@ -55,7 +56,8 @@ def ingest_market_data(
     failed for this run, the others carry on, and its symbols are fetched from other venues
     that list them. Order book snapshots and recent trades are taken alongside. The batch
     manifest is published last. A re-run of the same window writes no candle object again and
-    reports the candles "up to date" (a fresh book snapshot is, by nature, always new).
+    reports the candles "up to date" (a fresh book snapshot is, by nature, always new). The
+    batch is recorded in the audit chain, and the run ends with a signed checkpoint of it.
 
     Args:
         config_path: TOML config file; default ``$TRADEFLOW_CONFIG`` or ``./tradeflow.toml``.
@@ -122,6 +124,7 @@ def ingest_market_data(
     run = {"flow_run_id": str(flow_run.id or ""), "end": end,
            "venues": {v.venue: v.ok for v in venues}}  # fmt: skip
     manifest = publish_batch(config, quote(state), quote(series), quote(snapshots), run)
+    checkpoint = checkpoint_audit(config, quote([] if manifest is None else manifest["audit"]))
     seconds = time.monotonic() - started
     report_ingest(config, venues, quote(series), quote(snapshots), covered, uncovered,
                   quote(manifest), seconds)  # fmt: skip
@@ -138,6 +141,8 @@ def ingest_market_data(
         "end": end,
         "seconds": seconds,
         "config_hash": settings.config_hash,
+        "audit": [] if manifest is None else manifest["audit"],
+        "checkpoint": checkpoint,
     }
 
 

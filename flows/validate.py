@@ -10,6 +10,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
+from tasks.audit import checkpoint_audit
 from tasks.validate import (
     build_data_docs,
     plan_validation,
@@ -35,8 +36,10 @@ def validate_market_data(
     policy quarantines its batch (copied to ``quarantine/`` with its report); ``warn`` keeps it
     and flags it. Curated candles are the consensus of the venues that passed, with provenance.
     GX Data Docs, JSON results and an integrity report per symbol go into the store, and the
-    validation manifest is published last. The run fails, naming the suite and checks, when a
-    symbol has no venue left that passed; a single bad venue covered by others does not fail it.
+    validation manifest is published last; the validation and every quarantine are recorded in
+    the audit chain, which is checkpointed at the end of the run. The run fails, naming the
+    suite and checks, when a symbol has no venue left that passed; a single bad venue covered
+    by others does not fail it.
 
     Args:
         config_path: TOML config file; default ``$TRADEFLOW_CONFIG`` or ``./tradeflow.toml``.
@@ -79,12 +82,20 @@ def validate_market_data(
                 "snapshots": [s.to_dict() for s in snapshots],
                 "data_docs": docs,
                 "reports": manifest["reports"],
+                "audit": manifest["audit"],
                 "seconds": time.monotonic() - started,
             }
         )
+    entries = [entry for run in runs for entry in run["audit"]]
+    checkpoint = checkpoint_audit(config, quote(entries))
     message = unusable_message(all_groups)
     if message:
         raise SymbolUnusableError(
             f"{message}\nThe batches are in quarantine/ with their reports; nothing was curated for these."
         )
-    return {"validated": plan["pending"], "validated_through": plan["validated_through"], "runs": runs}
+    return {
+        "validated": plan["pending"],
+        "validated_through": plan["validated_through"],
+        "runs": runs,
+        "checkpoint": checkpoint,
+    }

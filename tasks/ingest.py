@@ -19,6 +19,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from prefect.tasks import exponential_backoff
 
+from tasks.audit import record_steps
+from tradeflow.audit.records import ingest_items
 from tradeflow.bootstrap import build_source, build_store
 from tradeflow.config import Settings, VenueConfig
 from tradeflow.ingest import (
@@ -162,17 +164,26 @@ def publish_batch(
     snapshots: list[SnapshotResult],
     run: dict[str, Any],
 ) -> dict[str, Any] | None:
-    """Publish the batch manifest last, making this run's objects visible at once."""
+    """Publish the batch manifest last, making this run's objects visible at once.
+
+    The batch (and a config change, if the config differs from the previous batch's) is then
+    recorded in the audit chain before the task returns. The returned manifest carries the
+    entries under ``audit``.
+    """
     entries = [entry for result in series for entry in result.objects]
     entries += [entry for snapshot in snapshots for entry in snapshot.objects]
-    return publish_manifest(
-        build_store(settings),
+    store = build_store(settings)
+    manifest = publish_manifest(
+        store,
         parent,
         [stored_object(entry) for entry in entries],
         created_at=int(time.time() * 1000),
         config_hash=settings.config_hash,
         run=run,
     )
+    if manifest is not None:
+        manifest["audit"] = record_steps(settings, ingest_items(store, manifest))
+    return manifest
 
 
 @task(name="report-ingest", **_TASK_DEFAULTS)

@@ -20,11 +20,14 @@ from prefect.logging import get_run_logger
 
 from expectations.runner import GxValidator
 from expectations.suites import SUITE_VERSION
+from tasks.audit import record_steps
+from tradeflow.audit.records import validation_items
 from tradeflow.bootstrap import build_store
 from tradeflow.config import Settings
 from tradeflow.quality.report import summary_markdown, summary_rows
 from tradeflow.quality.validation import (
     REPORT_PREFIX,
+    VALIDATION_PREFIX,
     BatchReport,
     GroupResult,
     PendingBatch,
@@ -133,16 +136,22 @@ def publish_validation_task(
     docs: str | None,
     run: dict[str, Any],
 ) -> dict[str, Any]:
-    """Write the JSON results and integrity reports, then publish the validation manifest."""
+    """Write the JSON results and integrity reports, publish the validation manifest, audit it.
+
+    The validation run and every quarantined batch are recorded in the audit chain before the
+    task returns; the returned manifest carries the entries under ``audit``.
+    """
     store = build_store(settings)
     gx_results = [o.gx_result for g in groups for b in g.batches for o in b.suites if o.gx_result]
     gx_results += [o.gx_result for s in snapshots for o in s.suites if o.gx_result]
     reports = write_reports(store, batch, groups, snapshots, gx_results)
     reports["data_docs"] = docs
-    return publish_validation(
+    manifest = publish_validation(
         store, batch, previous, groups, snapshots, reports, created_at=int(time.time() * 1000),
         config_hash=settings.config_hash, suite_version=SUITE_VERSION, run=run,
     )  # fmt: skip
+    entries = record_steps(settings, validation_items(store, manifest, VALIDATION_PREFIX))
+    return manifest | {"audit": entries}
 
 
 @task(name="report-validation", **_TASK_DEFAULTS)

@@ -12,6 +12,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from tradeflow.audit.chain import CHECKPOINT_PREFIX, AuditLog
+from tradeflow.audit.signing import (
+    SigningKeyError,
+    StoreCheckpointer,
+    load_private_key,
+    local_key,
+    public_key_text,
+    trusted_keys,
+)
 from tradeflow.config import Settings, VenueConfig
 from tradeflow.ingest import shared_budget
 from tradeflow.sources.ccxt_source import CcxtMarketDataSource, create_exchange
@@ -129,3 +140,78 @@ def venue_urls(settings: Settings, running: Mapping[str, str]) -> dict[str, str 
         else:
             urls[venue.id] = venue.base_url
     return urls
+
+
+# --- the audit chain ----------------------------------------------------------------------------
+
+
+def local_signing_key_path(settings: Settings) -> Path:
+    """Return where the embedded default keeps its generated checkpoint signing key."""
+    return settings.data_dir.resolve() / "audit" / "signing-key"
+
+
+def audit_signing_key(settings: Settings, secret_block_value: str | None = None) -> Ed25519PrivateKey:
+    """Return the checkpoint signing key.
+
+    From, in order: the environment variable ``audit.signing_key_env``; the value of the Prefect
+    Secret block ``audit.signing_key_block`` (read by the caller, which may use Prefect); in the
+    embedded mode, a local key generated once under ``data_dir/audit/``.
+
+    Raises:
+        SigningKeyError: in production mode with no key, or when a given key cannot be read.
+    """
+    config = settings.audit
+    text = os.environ.get(config.signing_key_env)
+    if text:
+        return load_private_key(text, f"${config.signing_key_env}")
+    if secret_block_value:
+        return load_private_key(secret_block_value, f"Prefect Secret block {config.signing_key_block!r}")
+    if config.mode == "production":
+        raise SigningKeyError(
+            "audit.mode is 'production' but no checkpoint signing key was found: "
+            f"set ${config.signing_key_env} (base64 of a 32-byte Ed25519 private key) or name a "
+            "Prefect Secret block in audit.signing_key_block. `tradeflow audit keygen` prints a new key pair."
+        )
+    return local_key(local_signing_key_path(settings))
+
+
+def checkpoint_location(settings: Settings) -> tuple[ObjectStore, str]:
+    """Return the store and prefix checkpoints go to (``audit.checkpoint_url``, or the main store)."""
+    url = settings.audit.checkpoint_url
+    if url is None:
+        return build_store(settings), CHECKPOINT_PREFIX
+    store = open_store(
+        url,
+        s3_endpoint_url=settings.storage.s3_endpoint_url,
+        server_side_encryption=settings.storage.s3_server_side_encryption,
+        object_lock_days=settings.audit.object_lock_days,
+    )
+    return store, ""
+
+
+def build_audit_log(settings: Settings, actor: str | None, key: Ed25519PrivateKey) -> AuditLog:
+    """Return an audit log on the main store, checkpointing with ``key``."""
+    checkpoint_store, prefix = checkpoint_location(settings)
+    return AuditLog(
+        build_store(settings),
+        actor,
+        checkpointer=StoreCheckpointer(checkpoint_store, key, prefix),
+        checkpoint_every=settings.audit.checkpoint_every,
+    )
+
+
+def trusted_public_keys(settings: Settings) -> dict[str, Ed25519PublicKey]:
+    """Return the keys ``audit verify`` trusts: ``audit.public_keys`` and the local key's, if any.
+
+    Raises:
+        SigningKeyError: if a configured public key cannot be read (naming it).
+    """
+    texts = [(text, f"audit.public_keys[{i}]") for i, text in enumerate(settings.audit.public_keys)]
+    local = Path(f"{local_signing_key_path(settings)}.pub")
+    if local.is_file():
+        texts.append((local.read_text(), str(local)))
+    signing = os.environ.get(settings.audit.signing_key_env)
+    if signing:  # whoever holds the signing key trusts its public half
+        source = f"${settings.audit.signing_key_env}"
+        texts.append((public_key_text(load_private_key(signing, source).public_key()), source))
+    return trusted_keys(texts)

@@ -33,7 +33,15 @@ config_app = typer.Typer(help="Show and check the configuration.", no_args_is_he
 lake_app = typer.Typer(help="Look at what the lake holds.", no_args_is_help=True)
 app.add_typer(venues_app, name="venues")
 app.add_typer(config_app, name="config")
+snapshot_app = typer.Typer(
+    help="Immutable snapshots of validated data: list, show, diff, restore.", no_args_is_help=True
+)
+audit_app = typer.Typer(
+    help="The tamper-evident audit chain: verify, explain, log, keygen.", no_args_is_help=True
+)
 app.add_typer(lake_app, name="lake")
+app.add_typer(snapshot_app, name="snapshot")
+app.add_typer(audit_app, name="audit")
 
 # Off a terminal (CI logs, pipes) rich assumes 80 columns, too narrow for the summary table.
 console = Console() if sys.stdout.isatty() else Console(width=160)
@@ -237,24 +245,30 @@ def _print_validation(result: dict[str, Any]) -> None:
 @app.command()
 def run(config: ConfigOption = None, faults: FaultsOption = None, end: EndOption = None,
         storage: StorageOption = None) -> None:  # fmt: skip
-    """Run the main job: start the local venues, ingest, validate and curate, print what happened."""
+    """Run the main job: ingest, validate and curate, snapshot, verify the audit chain; report."""
     settings = _settings(config, faults, storage)
     started = time.monotonic()
     result = _run_ingest(settings, config, end, progress=sys.stdout.isatty())
     _print_summary(result, settings)
     _run_validation(config)
+    snapshot = _run_snapshot(config)["snapshot"]
+    report = _verify(settings, full=False, objects=True)
+    _print_verify(report)
+    short = snapshot["snapshot_id"][:12]
     console.print(
         f"\n[bold]Done in {time.monotonic() - started:.0f} s.[/] Where to look next:\n"
-        "  • the Data Docs link above  every check of every batch, with observed values (GX Data Docs)\n"
-        "  • [cyan]tradeflow lake ls[/]      what the raw lake holds, per venue / symbol / timeframe\n"
-        "  • [cyan]tradeflow validate FILE[/] run the same suites on any candle file (Parquet or CSV)\n"
-        "  • [cyan]make ui[/]                the Prefect UI (http://127.0.0.1:4200): both flow runs, their\n"
-        "                           tasks and the 'ingest-summary' / 'validation-summary' artifacts\n"
-        "  • [cyan]make run[/] again         fetches and validates only what closed since this run\n"
-        "  • [cyan]tradeflow --help[/]       every command"
+        "  • the Data Docs link above   every check of every batch, with observed values (GX Data Docs)\n"
+        f"  • [cyan]tradeflow snapshot show {short}[/]   what the snapshot froze, per series\n"
+        f"  • [cyan]tradeflow audit explain {short}[/]  its lineage back to the raw ingest batches\n"
+        "  • [cyan]tradeflow audit log[/]         the newest audit entries ([cyan]audit verify[/]: all)\n"
+        "  • [cyan]tradeflow validate FILE[/]     the same suites on any candle file (Parquet or CSV)\n"
+        "  • [cyan]make ui[/]                    the Prefect UI (http://127.0.0.1:4200): the flow runs,\n"
+        "                               their tasks and artifacts (summaries, the audit trail)\n"
+        "  • [cyan]make run[/] again             fetches and validates only what closed since this run\n"
+        "  • [cyan]tradeflow --help[/]           every command"
     )
     failed = [v for v in result["venues"] if not v["ok"]]
-    if failed and result["uncovered"]:
+    if not report.ok or (failed and result["uncovered"]):
         raise typer.Exit(1)
 
 
@@ -452,6 +466,366 @@ def lake_compare(
     console.print(
         f"[green]Identical[/]: {len(left)} series, {objects} objects with the same SHA-256 in both lakes."
     )
+
+
+# --- snapshots ------------------------------------------------------------------------------------
+
+
+def _snapshot_or_exit(call: Any) -> Any:
+    from tradeflow.snapshot import SnapshotError
+
+    try:
+        return call()
+    except SnapshotError as error:
+        err_console.print(f"[bold red]Snapshot error:[/] {error}")
+        raise typer.Exit(1) from None
+
+
+SnapshotArgument = Annotated[
+    str, typer.Argument(help="A snapshot id, a unique prefix of one (6+ characters), or 'latest'.")
+]
+
+
+def _run_snapshot(config: Path | None) -> dict[str, Any]:
+    from flows.snapshot import snapshot_market_data
+    from tradeflow.snapshot import SnapshotError
+
+    try:
+        result: dict[str, Any] = snapshot_market_data(config_path=str(config) if config else None)
+    except SnapshotError as error:
+        err_console.print(f"[bold red]Snapshot error:[/] {error}")
+        raise typer.Exit(1) from None
+    index = result["snapshot"]
+    summary = index["summary"]
+    state = "[bold green]Snapshot[/]" if index["created"] else "[green]Up to date[/]: snapshot"
+    console.print(
+        f"{state} [bold]{index['snapshot_id']}[/]\n"
+        f"  {summary['objects']:,} objects: {summary['curated_rows']:,} curated candles in "
+        f"{len(summary['curated_series'])} series, {summary['raw_rows']:,} raw rows "
+        f"({summary['quarantined_objects']:,} raw objects quarantined)"
+    )
+    return result
+
+
+@snapshot_app.command("create")
+def snapshot_create(config: ConfigOption = None, storage: StorageOption = None) -> None:
+    """Freeze the newest validated data into a snapshot (runs the snapshot-market-data flow)."""
+    _settings(config, storage=storage)
+    _run_snapshot(config)
+
+
+@snapshot_app.command("list")
+def snapshot_list(config: ConfigOption = None, storage: StorageOption = None) -> None:
+    """List every snapshot, oldest first."""
+    settings = _settings(config, storage=storage)
+    from tradeflow.bootstrap import build_store
+    from tradeflow.snapshot import list_snapshots
+
+    store = build_store(settings)
+    snapshots = list_snapshots(store)
+    if not snapshots:
+        console.print(f"No snapshots in {store.describe()} yet: run [cyan]make run[/] or "
+                      "[cyan]tradeflow snapshot create[/].")  # fmt: skip
+        return
+    table = Table(title=f"Snapshots in {store.describe()}", header_style="bold")
+    for column in ("#", "id", "created (UTC)", "validation", "objects", "curated candles", "quarantined"):
+        numeric = column in {"#", "objects", "curated candles", "quarantined"}
+        table.add_column(column, justify="right" if numeric else "left")
+    for index in snapshots:
+        summary = index["summary"]
+        table.add_row(str(index["sequence"]), index["snapshot_id"][:16], iso(index["created_at"]),
+                      index["validation_id"][:12], f"{summary['objects']:,}", f"{summary['curated_rows']:,}",
+                      str(summary["quarantined_objects"]))  # fmt: skip
+    console.print(table)
+
+
+@snapshot_app.command("show")
+def snapshot_show(
+    snapshot: SnapshotArgument = "latest",
+    config: ConfigOption = None,
+    storage: StorageOption = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the whole manifest as JSON.")] = False,
+) -> None:
+    """Show a snapshot: where it came from and what it holds, per series."""
+    settings = _settings(config, storage=storage)
+    from collections import defaultdict
+
+    from tradeflow.bootstrap import build_store
+    from tradeflow.snapshot import load_manifest, summarise
+
+    manifest = _snapshot_or_exit(lambda: load_manifest(build_store(settings), snapshot))
+    if json_out:
+        print(json.dumps(manifest, indent=1, sort_keys=True))
+        return
+    summary, validation = summarise(manifest), manifest["validation"]
+    console.print(f"[bold]Snapshot {manifest['snapshot_id']}[/]")
+    console.print(
+        f"  created {iso(manifest['created_at'])}; parent {manifest['parent'] or 'none'}\n"
+        f"  validation #{validation['sequence']} ({validation['validation_id'][:16]}), "
+        f"ingest batches through #{manifest['ingest']['sequence']} "
+        f"({len(manifest['ingest']['new_batches'])} new since the parent); "
+        f"config {manifest['config_hash'][:16]}"
+    )
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for obj in manifest["objects"]:
+        name = "|".join(p for p in (obj["venue"] or "consensus", obj["symbol"], obj["timeframe"] or "") if p)
+        groups[(f"{obj['layer']}/{obj['dataset']}", name)].append(obj)
+    table = Table(header_style="bold")
+    for column in ("layer/dataset", "series", "objects", "rows", "first", "last", "quarantined"):
+        table.add_column(column, justify="right" if column in {"objects", "rows", "quarantined"} else "left")
+    for (dataset, name), objects in sorted(groups.items()):
+        table.add_row(dataset, name, str(len(objects)), f"{sum(o['rows'] for o in objects):,}",
+                      iso(min(o["start"] for o in objects)), iso(max(o["end"] for o in objects)),
+                      str(sum(bool(o.get("quarantined")) for o in objects)))  # fmt: skip
+    console.print(table)
+    console.print(f"{summary['objects']:,} objects; {summary['curated_rows']:,} curated candles; "
+                  f"{summary['raw_rows']:,} raw rows.")  # fmt: skip
+
+
+@snapshot_app.command("diff")
+def snapshot_diff(
+    old: Annotated[str, typer.Argument(help="The older snapshot (id, prefix or 'latest').")],
+    new: Annotated[str, typer.Argument(help="The newer snapshot (id, prefix or 'latest').")] = "latest",
+    config: ConfigOption = None,
+    storage: StorageOption = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the difference as JSON.")] = False,
+) -> None:
+    """Show what changed between two snapshots, per series: objects and rows added or removed."""
+    settings = _settings(config, storage=storage)
+    from tradeflow.bootstrap import build_store
+    from tradeflow.snapshot import diff, load_manifest
+
+    store = build_store(settings)
+    changes = _snapshot_or_exit(lambda: diff(load_manifest(store, old), load_manifest(store, new)))
+    if json_out:
+        print(json.dumps(changes, indent=1, sort_keys=True))
+        return
+    console.print(f"[bold]{changes['old'][:16]} → {changes['new'][:16]}[/]  validation "
+                  f"#{changes['validation'][0]} → #{changes['validation'][1]}"
+                  + ("; [yellow]config changed[/]" if changes["config_changed"] else ""))  # fmt: skip
+    if not changes["series"]:
+        console.print("No data differs.")
+        return
+    table = Table(header_style="bold")
+    for column in (
+        "series",
+        "+objects",
+        "-objects",
+        "+rows",
+        "-rows",
+        "quarantine changed",
+        "last before",
+        "last after",
+    ):
+        table.add_column(
+            column, justify="left" if column == "series" or column.startswith("last") else "right"
+        )
+    for row in changes["series"]:
+        table.add_row(row["series"], str(row["added_objects"]), str(row["removed_objects"]),
+                      f"{row['added_rows']:,}", f"{row['removed_rows']:,}", str(row["quarantine_changed"]),
+                      iso(row["end_before"]) if row["end_before"] else "-",
+                      iso(row["end_after"]) if row["end_after"] else "-")  # fmt: skip
+    console.print(table)
+
+
+@snapshot_app.command("restore")
+def snapshot_restore(
+    destination: Annotated[Path, typer.Argument(help="The folder to write the files into.")],
+    snapshot: Annotated[str, typer.Option(help="A snapshot id, unique prefix or 'latest'.")] = "latest",
+    config: ConfigOption = None,
+    storage: StorageOption = None,
+    curated_only: Annotated[
+        bool, typer.Option(help="Only the curated candles, not the raw objects.")
+    ] = False,
+) -> None:
+    """Materialise a snapshot's data as files (Parquet, under their lake keys) plus snapshot.json.
+
+    Every object is checked against its SHA-256 before it is written.
+    """
+    settings = _settings(config, storage=storage)
+    from tradeflow.bootstrap import build_store
+    from tradeflow.snapshot import Snapshot, restore
+
+    opened = _snapshot_or_exit(lambda: Snapshot.open(build_store(settings), snapshot))
+    objects = opened.objects(layer="curated") if curated_only else None
+    count = _snapshot_or_exit(lambda: restore(opened, destination, objects))
+    console.print(f"[green]Restored[/] {count:,} objects of snapshot {opened.id[:16]} into {destination} "
+                  "(each checked against its SHA-256); manifest: "
+                  f"{destination / 'snapshot.json'}")  # fmt: skip
+
+
+# --- the audit chain ----------------------------------------------------------------------------
+
+
+def _verify(settings: Settings, full: bool, objects: bool) -> Any:
+    from tradeflow.audit.signing import SigningKeyError
+    from tradeflow.audit.verify import load_trusted, save_trusted, verify_chain
+    from tradeflow.bootstrap import build_store, checkpoint_location, trusted_public_keys
+
+    try:
+        keys = trusted_public_keys(settings)
+    except SigningKeyError as error:
+        err_console.print(f"[bold red]Audit key error:[/] {error}")
+        raise typer.Exit(2) from None
+    store = build_store(settings)
+    checkpoint_store, prefix = checkpoint_location(settings)
+    state = settings.data_dir.resolve() / "audit" / "verified.json"
+    trusted = None if full else load_trusted(state, store.describe())
+    report = verify_chain(store, keys, checkpoint_store=checkpoint_store, checkpoint_prefix=prefix,
+                          trusted=trusted, check_objects=objects)  # fmt: skip
+    if trusted is not None and not report.ok:  # name the damage against the whole chain
+        report = verify_chain(store, keys, checkpoint_store=checkpoint_store, checkpoint_prefix=prefix,
+                              check_objects=objects)  # fmt: skip
+    save_trusted(state, report)
+    return report
+
+
+def _print_verify(report: Any) -> None:
+    if report.ok:
+        console.print(
+            f"[bold green]Audit chain verified[/] ({report.mode}): "
+            f"entries {report.start_seq}..{report.head_seq} "
+            f"re-hashed and linked, "
+            f"{report.checkpoints} signed checkpoints good (newest at entry {report.newest_checkpoint}), "
+            f"{report.objects:,} referenced objects re-hashed. "
+            f"Head {report.head_seq}: {report.head_hash[:16]} ({report.seconds:.2f} s)"
+        )
+        if not report.checkpoints:
+            console.print("[yellow]No signed checkpoint yet:[/] a cut-off tail could not be detected. "
+                          "Flow runs write one at their end.")  # fmt: skip
+        return
+    first = report.first_problem
+    from tradeflow.audit.verify import DAMAGE
+
+    err_console.print(f"[bold red]Audit chain damaged[/] in {report.store}")
+    err_console.print(f"  first bad: [bold]{first.describe()}[/]\n  ({DAMAGE.get(first.kind, first.kind)})")
+    for problem in report.problems[1:10]:
+        err_console.print(f"  also: {problem.describe()}")
+    if len(report.problems) > 10:
+        err_console.print(f"  … {len(report.problems) - 10} more")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    config: ConfigOption = None,
+    storage: StorageOption = None,
+    full: Annotated[
+        bool, typer.Option(help="Re-verify from the first entry, not from the last trusted checkpoint.")
+    ] = False,
+    objects: Annotated[
+        bool, typer.Option(help="Re-hash the objects entries reference (snapshots, reports).")
+    ] = True,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Recompute every hash and link, check every signed checkpoint, re-hash referenced objects.
+
+    After a clean run the newest checkpoint is remembered, and the next run starts from it
+    (--full starts from the first entry). Exit status: 0 when intact, 1 when damaged (the first
+    bad entry and the kind of damage are named), 2 when a trusted key cannot be read.
+    """
+    settings = _settings(config, storage=storage)
+    report = _verify(settings, full, objects)
+    if json_out:
+        print(json.dumps(report.to_dict(), indent=1, default=str))
+    else:
+        _print_verify(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("explain")
+def audit_explain(
+    target: Annotated[str, typer.Argument(
+        help="An id (or a unique prefix of 6+ characters), or 'latest' (the newest snapshot): snapshot, "
+             "validation, ingest batch, quarantine, config; later also model, signal, order.")],
+    config: ConfigOption = None,
+    storage: StorageOption = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the lineage tree as JSON.")] = False,
+) -> None:  # fmt: skip
+    """Print an id's lineage as a tree: what it was made from, back to the raw ingest batches."""
+    settings = _settings(config, storage=storage)
+    from rich.markup import escape
+    from rich.tree import Tree
+
+    from tradeflow.audit.chain import iter_entries
+    from tradeflow.audit.lineage import explain, index_entries
+    from tradeflow.bootstrap import build_store
+
+    store = build_store(settings)
+    if target == "latest":  # the newest snapshot
+        from tradeflow.snapshot import resolve_id
+
+        target = _snapshot_or_exit(lambda: resolve_id(store, "latest"))
+    try:
+        node = explain(index_entries(iter_entries(store)), target)
+    except LookupError as error:
+        err_console.print(f"[bold red]Not found:[/] {error}")
+        raise typer.Exit(1) from None
+    if json_out:
+        print(json.dumps(node.to_dict(), indent=1, default=str))
+        return
+
+    def grow(tree: Any, current: Any) -> None:
+        for child in current.children:
+            grow(tree.add(escape(child.label())), child)
+        for missing in current.missing:
+            tree.add(f"[yellow]{missing[:16]} (no entry in the chain)[/]")
+        if current.entry.kind == "ingest_batch" and not current.seen_before:
+            for item in current.entry.payload.get("refs", []):
+                tree.add(f"[dim]manifest {store.describe(item['key'])} (sha256 {item['sha256'][:12]}), "
+                         "listing every raw object with its SHA-256[/]")  # fmt: skip
+
+    root = Tree(f"[bold]{escape(node.label())}[/]")
+    grow(root, node)
+    console.print(root)
+    console.print(
+        "[dim]Each line is an audit entry (kind, id, #seq); `tradeflow audit verify` checks them.[/]"
+    )
+
+
+@audit_app.command("log")
+def audit_log(
+    config: ConfigOption = None,
+    storage: StorageOption = None,
+    tail: Annotated[int, typer.Option(help="Show the newest N entries.")] = 20,
+) -> None:
+    """Show the newest entries of the audit chain."""
+    settings = _settings(config, storage=storage)
+    from collections import deque
+
+    from tradeflow.audit.chain import iter_entries
+    from tradeflow.bootstrap import build_store
+
+    store = build_store(settings)
+    entries = deque(iter_entries(store), maxlen=tail)
+    if not entries:
+        console.print(f"The audit chain in {store.describe()} is empty: run [cyan]make run[/] first.")
+        return
+    table = Table(title=f"Audit chain {store.describe('audit/chain/')}", header_style="bold")
+    for column in ("seq", "time (UTC)", "kind", "id", "actor", "hash"):
+        table.add_column(column, justify="right" if column == "seq" else "left", overflow="fold")
+    for entry in entries:
+        table.add_row(str(entry.seq), iso(entry.ts), entry.kind, (entry.subject or "")[:24], entry.actor[:40],
+                      entry.hash[:16])  # fmt: skip
+    console.print(table)
+
+
+@audit_app.command("keygen")
+def audit_keygen() -> None:
+    """Print a new Ed25519 key pair for signing checkpoints in production."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from tradeflow.audit.signing import key_id, private_key_text, public_key_text
+
+    key = Ed25519PrivateKey.generate()
+    console.print(
+        "Keep the private key secret: put it in the environment of every process that writes the chain\n"
+        "(TRADEFLOW_AUDIT_SIGNING_KEY, or audit.signing_key_env) or in a Prefect Secret block\n"
+        "(audit.signing_key_block). Give the public key to every verifier (audit.public_keys).\n"
+    )
+    print(f"private key: {private_key_text(key)}")
+    print(f"public key:  {public_key_text(key.public_key())}")
+    print(f"key id:      {key_id(key.public_key())}")
 
 
 def main() -> None:

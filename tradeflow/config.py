@@ -436,6 +436,51 @@ class ValidationConfig(_Section):
         return self.policies.get(check, DEFAULT_CHECK_POLICIES[check])
 
 
+class AuditConfig(_Section):
+    """The hash-chained audit log and its signed checkpoints."""
+
+    mode: Literal["embedded", "production"] = Field(
+        default="embedded",
+        description="embedded: a local signing key is generated under data_dir/audit if none is given. "
+        "production: a missing signing key is an error.",
+    )
+    checkpoint_every: int = Field(
+        default=1000,
+        ge=1,
+        description="Sign a checkpoint every this many entries (and at the end of every flow run).",
+    )
+    checkpoint_url: str | None = Field(
+        default=None,
+        description="Where checkpoints go: a folder or s3://bucket/prefix (on S3, a bucket with Object "
+        "Lock). Default: audit/checkpoints/ in the main store.",
+    )
+    object_lock_days: int = Field(
+        default=0,
+        ge=0,
+        description="Write checkpoints under S3 Object Lock (compliance mode), retained this many days; "
+        "0 = off.",
+    )
+    signing_key_env: str = Field(
+        default="TRADEFLOW_AUDIT_SIGNING_KEY",
+        description="Environment variable holding the Ed25519 signing key (base64 of 32 bytes, or PEM).",
+    )
+    signing_key_block: str | None = Field(
+        default=None, description="Name of a Prefect Secret block holding the signing key (used by flows)."
+    )
+    public_keys: list[str] = Field(
+        default_factory=list,
+        description="Trusted checkpoint public keys (base64 of 32 bytes) for `audit verify`, besides "
+        "the local key.",
+    )
+
+    @field_validator("checkpoint_url")
+    @classmethod
+    def _checkpoint_scheme(cls, value: str | None) -> str | None:
+        if value is not None and "://" in value and not value.startswith(("s3://", "file://")):
+            raise ValueError("use a local folder path, file://PATH or s3://bucket/prefix")
+        return value
+
+
 class Settings(BaseSettings):
     """The whole tradeflow configuration."""
 
@@ -461,6 +506,7 @@ class Settings(BaseSettings):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
     venues: list[VenueConfig] = Field(default_factory=_default_venues, min_length=1)
 
     @classmethod

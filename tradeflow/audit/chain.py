@@ -71,9 +71,10 @@ _SECRET_VALUE = (
     re.compile(r"(?i)\bbearer\s+\S{8,}"),
     re.compile(r"(?i)\b(sk|pk|rk)[-_][A-Za-z0-9]{16,}"),
 )
-# A long token mixing upper case, lower case and digits (exchange API keys, base64 secrets).
-# Lower-case hex (every tradeflow id and hash) never matches.
-_TOKEN = re.compile(r"[A-Za-z0-9+/=_-]{32,}")
+# A long token mixing upper case, lower case and digits (exchange API keys, base64 secrets),
+# between separators such as "/" or "." (so an object key, a path, is not one token). Lower-case
+# hex (every tradeflow id and hash) never matches.
+_TOKEN = re.compile(r"[A-Za-z0-9+=_-]{32,}")
 
 
 class AuditError(RuntimeError):

@@ -24,6 +24,7 @@ import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -97,6 +98,7 @@ class VerifyReport:
     objects: int = 0
     seconds: float = 0.0
     problems: list[Problem] = field(default_factory=list)
+    checkpoint_hashes: dict[int, str] = field(default_factory=dict)  # seq -> hash, confirmed
 
     @property
     def ok(self) -> bool:
@@ -399,6 +401,8 @@ def verify_chain(
                 key,
                 f"entry {checkpoint.seq} no longer has the hash checkpoint {checkpoint.seq} signed",
             )
+        else:
+            report.checkpoint_hashes[checkpoint.seq] = digest
     if check_objects:
         _check_refs(scan, objects, refs)
     report.problems.sort(key=lambda p: (p.seq is None, p.seq or 0))  # the first bad entry first
@@ -409,3 +413,31 @@ def verify_chain(
 def parse_entries(data: bytes) -> list[Entry]:
     """Return the entries of one segment's bytes (for tools; raises ValueError on a bad line)."""
     return [Entry.parse(line) for line in data.splitlines() if line]
+
+
+def load_trusted(path: Path, chain: str) -> tuple[int, str] | None:
+    """Return the checkpoint ``(seq, hash)`` a previous verification of ``chain`` confirmed, if any."""
+    if not path.is_file():
+        return None
+    try:
+        entry = json.loads(path.read_text()).get(chain)
+    except ValueError:
+        return None
+    return None if not entry else (int(entry["seq"]), str(entry["hash"]))
+
+
+def save_trusted(path: Path, report: VerifyReport) -> tuple[int, str] | None:
+    """Remember the newest checkpoint a clean verification confirmed; return it (None if none)."""
+    if not report.ok or report.newest_checkpoint is None or report.newest_checkpoint > report.head_seq:
+        return None
+    digest = report.checkpoint_hashes.get(report.newest_checkpoint)
+    if digest is None:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        known = json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:
+        known = {}
+    known[report.store] = {"seq": report.newest_checkpoint, "hash": digest}
+    path.write_text(json.dumps(known, indent=1, sort_keys=True) + "\n")
+    return report.newest_checkpoint, digest
