@@ -17,31 +17,6 @@ from tradeflow.storage.objectstore import open_store
 MINUTE = 60_000
 HOUR = 60 * MINUTE
 
-DIRTY = [
-    ("sim-alpha", 11, None, ", hole_rate = 0.01, spike_rate = 0.002, stale_rate = 0.12"),
-    ("sim-beta", 22, None, ", hole_rate = 0.01, spike_rate = 0.002, stale_rate = 0.12"),
-    ("sim-gamma", 33, None, ", drift_bps_per_day = 30.0"),
-    ("sim-delta", 44, None, ""),
-]
-
-
-@pytest.fixture(scope="module")
-def dirty_run(tmp_path_factory):
-    """Ingest one pinned window from four venues (two dirty, one drifting), then validate it."""
-    from tests.flows.conftest import BASE_CONFIG, VENUE
-
-    root = tmp_path_factory.mktemp("dirty")
-    text = BASE_CONFIG.format(data=root / "data", lake=root / "lake", profile="clean", storage_extra="")
-    text = text.replace('timeframes = ["1m", "1h"]', 'timeframes = ["1m"]')
-    for venue_id, seed, _, extra in DIRTY:
-        text += VENUE.format(id=venue_id, seed=seed, extra=extra, symbols="")
-    config = root / "tradeflow.toml"
-    config.write_text(text)
-    ingest_market_data(config_path=str(config))
-    result = validate_market_data(config_path=str(config))
-    return {"config": str(config), "store": open_store(str(root / "lake")), "result": result}
-
-
 def _batches(run, timeframe="1m"):
     return {
         (g["symbol"], b["venue"]): b

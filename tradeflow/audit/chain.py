@@ -101,18 +101,14 @@ def redact(value: Any, _name: str = "") -> Any:
     ``token`` ...) or when the value itself looks like one (a PEM block, an AWS key id, a bearer
     token, a long mixed-case alphanumeric token). Hex hashes and ids are kept.
     """
+    secret_name = bool(_name and _SECRET_NAME.search(_name))
+    if secret_name and value is not None and not isinstance(value, bool | int | float):
+        return REDACTED  # whatever a secret-named key holds: text, a mapping, a list
     if isinstance(value, Mapping):
         return {str(k): redact(v, str(k)) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [redact(v, _name) for v in value]
-    if isinstance(value, str) and ((_name and _SECRET_NAME.search(_name)) or _looks_like_key(value)):
-        return REDACTED
-    if (
-        _name
-        and _SECRET_NAME.search(_name)
-        and value is not None
-        and not isinstance(value, bool | int | float)
-    ):
+    if isinstance(value, str) and _looks_like_key(value):
         return REDACTED
     return value
 

@@ -194,6 +194,10 @@ def _check_lines(
                 scan.add("missing", expected, key, f"entries {expected}..{seq - 1} are missing")
             expected, prev, first_seq = seq, None, seq - index
         digest = line[-64:]
+        if line[-65:-64] != b" ":  # not covered by the hash: the separator must be exactly a space
+            scan.add("malformed", expected, key, f"line {index + 1} is not '<seq> <prev_hash> <body> <hash>'")
+            expected, prev = expected + 1, None
+            continue
         hasher = copy()
         hasher.update(line[:-65])
         computed = hasher.hexdigest().encode()
@@ -217,7 +221,7 @@ def _check_lines(
         elif expected == 1 and prev_hash != _GENESIS:
             scan.add("broken_link", expected, key, "the first entry does not start from the genesis hash")
         recent.append(digest)
-        if has_refs and b'"refs"' in line:
+        if has_refs and computed == digest and b'"refs"' in line:  # only refs of intact entries
             try:
                 payload = json.loads(line[space + 66 : -65])["payload"]
             except (ValueError, KeyError, TypeError):
@@ -231,7 +235,7 @@ def _check_lines(
         if first_seq <= seq < expected and 0 <= seq - first_seq < count:
             line = lines[seq - first_seq]
             if line.startswith(b"%d " % seq):
-                scan.seen[seq] = line[-64:].decode()
+                scan.seen[seq] = line[-64:].decode("latin-1")
     report.entries += count
     return expected, prev
 
@@ -261,13 +265,23 @@ def _check_refs(scan: _Scan, objects: ObjectStore, refs: Iterable[tuple[int, str
         return data
 
     for seq, key, payload in refs:
-        for ref in payload.get("refs") or []:
+        listed_refs = payload.get("refs") if isinstance(payload, Mapping) else None
+        for ref in listed_refs if isinstance(listed_refs, list) else []:
             if not isinstance(ref, Mapping):
                 continue
             data = check(seq, key, ref)
-            if data is not None and ref.get("lists_objects"):
-                for listed in json.loads(data).get("objects", []):
-                    check(seq, key, listed)
+            if data is None or not ref.get("lists_objects"):
+                continue
+            try:
+                listed = json.loads(data).get("objects", [])
+            except (ValueError, AttributeError):
+                scan.add(
+                    "object_altered", seq, key, f"{objects.describe(str(ref.get('key')))} is not a manifest"
+                )
+                continue
+            for item in listed if isinstance(listed, list) else []:
+                if isinstance(item, Mapping):
+                    check(seq, key, item)
 
 
 def _checkpoints(
@@ -279,7 +293,7 @@ def _checkpoints(
             continue
         try:
             checkpoint = Checkpoint.from_bytes(store.get(key))
-        except (ValueError, KeyError, TypeError) as error:
+        except (ValueError, KeyError, TypeError, OverflowError) as error:
             scan.add("bad_checkpoint", None, key, f"cannot read it: {error}")
             continue
         named = segment_first_seq(key.rsplit("/", 1)[-1].replace(".json", ".log"))
@@ -305,7 +319,7 @@ def _hash_at(store: ObjectStore, keys: list[str], seq: int) -> str | None:
         return None
     for line in store.get(holder).splitlines():
         if line.startswith(b"%d " % seq) and len(line) > 64:
-            return line[-64:].decode()
+            return line[-64:].decode("latin-1")
     return None
 
 
@@ -378,9 +392,12 @@ def verify_chain(
             upcoming = datas[index + 1].split(b"\n", 1)[0]
         expected, prev = _check_lines(scan, key, data, expected, prev, refs, upcoming)
     report.head_seq = expected - 1
-    report.head_hash = prev.decode() if prev else ""
+    report.head_hash = prev.decode("latin-1") if prev else ""
 
-    if trusted is not None and scan.seen.get(trusted[0]) not in (None, trusted[1]):
+    if trusted is not None and trusted[0] > report.head_seq:
+        scan.add("truncated", trusted[0], "", f"a verified checkpoint was at entry {trusted[0]}; "
+                 f"the chain now ends at entry {report.head_seq}")  # fmt: skip
+    elif trusted is not None and scan.seen.get(trusted[0]) not in (None, trusted[1]):
         scan.add("rewritten", trusted[0], "", "the trusted checkpoint's entry has a different hash now")
     for key, checkpoint in sorted(checkpoints, key=lambda item: item[1].seq):
         if checkpoint.seq > report.head_seq:
