@@ -142,9 +142,9 @@ def build_manifest(
     parent_ingest = int(parent["ingest"]["sequence"]) if parent else 0
     new_batches = []
     for sequence in range(parent_ingest + 1, ingest_sequence + 1):
-        manifest = ingest if sequence == ingest_sequence else read_manifest(store, MANIFEST_PREFIX, sequence)
-        if manifest is not None:
-            new_batches.append(manifest["batch_id"])
+        batch = ingest if sequence == ingest_sequence else read_manifest(store, MANIFEST_PREFIX, sequence)
+        if batch is not None:
+            new_batches.append(batch["batch_id"])
     return {
         "kind": "snapshot",
         "format": FORMAT,

@@ -357,9 +357,10 @@ def verify_chain(
     keys = segment_keys(store)
     report.segments = len(keys)
 
-    start_index, expected, prev = 0, 1, _GENESIS
+    start_index, expected = 0, 1
+    prev: bytes | None = _GENESIS
     if trusted is not None:
-        seq, digest = trusted
+        seq = trusted[0]
         for index, key in enumerate(keys):
             first = segment_first_seq(key)
             if first is not None and first <= seq:
@@ -371,7 +372,7 @@ def verify_chain(
     report.start_seq = expected
 
     refs: list[tuple[int, str, dict[str, Any]]] = []
-    datas = {}
+    datas: dict[int, bytes] = {}
     for index in range(start_index, len(keys)):
         key = keys[index]
         first = segment_first_seq(key)
@@ -408,10 +409,10 @@ def verify_chain(
                 f"checkpoint {checkpoint.seq} was signed but the chain ends at entry {report.head_seq}",
             )
             continue
-        digest = scan.seen.get(checkpoint.seq)
-        if digest is None:  # before the verified range: read that one entry
-            digest = _hash_at(store, keys, checkpoint.seq)
-        if digest != checkpoint.head_hash:
+        signed = scan.seen.get(checkpoint.seq)
+        if signed is None:  # before the verified range: read that one entry
+            signed = _hash_at(store, keys, checkpoint.seq)
+        if signed != checkpoint.head_hash:
             scan.add(
                 "rewritten",
                 checkpoint.seq,
@@ -419,7 +420,7 @@ def verify_chain(
                 f"entry {checkpoint.seq} no longer has the hash checkpoint {checkpoint.seq} signed",
             )
         else:
-            report.checkpoint_hashes[checkpoint.seq] = digest
+            report.checkpoint_hashes[checkpoint.seq] = signed
     if check_objects:
         _check_refs(scan, objects, refs)
     report.problems.sort(key=lambda p: (p.seq is None, p.seq or 0))  # the first bad entry first
