@@ -275,7 +275,8 @@ def run(config: ConfigOption = None, faults: FaultsOption = None, end: EndOption
 @app.command()
 def validate(
     target: Annotated[str, typer.Argument(
-        help="A candle file (Parquet or CSV) or a folder of them; or 'lake' to validate the ingest "
+        help="A candle file (Parquet or CSV) or a folder of them; a snapshot id (or 'latest') to "
+             "re-run the candle suite on its curated series; or 'lake' to validate the ingest "
              "batches in the lake that no validation covers yet.")] = "lake",
     config: ConfigOption = None,
     timeframe: Annotated[str | None, typer.Option(
@@ -287,7 +288,7 @@ def validate(
     json_out: JsonOption = None,
     storage: StorageOption = None,
 ) -> None:  # fmt: skip
-    """Run the validation suites on candle files from any tool, or on the lake's new batches.
+    """Run the validation suites on candle files from any tool, on a snapshot, or on the lake's new batches.
 
     For a file, prints each check with its outcome and observed value, then the holes and spikes
     found. Exit status: 0 when every file passes (warnings allowed), 1 when a check with a
@@ -299,17 +300,31 @@ def validate(
         return
     from tradeflow.quality.files import CandleFileError, candle_files
 
+    opened = None
     try:
         paths = candle_files(target)
     except CandleFileError as error:
-        err_console.print(f"[bold red]Error:[/] {error}")
-        raise typer.Exit(2) from None
+        opened = None if Path(target).exists() else _open_snapshot_quietly(settings, target)
+        if opened is None:
+            err_console.print(f"[bold red]Error:[/] {error} (nor is it 'lake' or a snapshot id)")
+            raise typer.Exit(2) from None
     from expectations.runner import GxValidator
     from tradeflow.quality.validation import validate_candle_file
 
     validator = GxValidator(settings.validation, "tradeflow-validate")
     reports = []
-    for path in paths:
+    if opened is not None:
+        from tradeflow.snapshot import validate_snapshot
+
+        console.print(
+            f"Validating the curated series of snapshot {opened.id} (each object re-hashed as read)"
+        )
+        reports = _snapshot_or_exit(
+            lambda: validate_snapshot(opened, validator, settings.validation, as_of=_end_ms(as_of))
+        )
+        for report in reports:
+            _print_file_report(report)
+    for path in [] if opened is not None else paths:
         report = validate_candle_file(str(path), validator, settings.validation, timeframe=timeframe,
                                       as_of=_end_ms(as_of))  # fmt: skip
         reports.append(report)
@@ -319,10 +334,22 @@ def validate(
     if json_out:
         json_out.write_text(json.dumps([r.to_dict() for r in reports], indent=1, default=str))
     bad = [r for r in reports if r.verdict == "quarantined"]
-    console.print(f"\n{len(reports) - len(bad)} of {len(reports)} files passed "
+    unit = "series" if opened is not None else "files"
+    console.print(f"\n{len(reports) - len(bad)} of {len(reports)} {unit} passed "
                   f"({sum(r.verdict == 'warned' for r in reports)} with warnings).")  # fmt: skip
     if bad:
         raise typer.Exit(1)
+
+
+def _open_snapshot_quietly(settings: Settings, target: str) -> Any:
+    """Return the snapshot ``target`` names (id, prefix or 'latest'), or None if it names none."""
+    from tradeflow.bootstrap import build_store
+    from tradeflow.snapshot import Snapshot, SnapshotError
+
+    try:
+        return Snapshot.open(build_store(settings), target)
+    except SnapshotError:
+        return None
 
 
 def _print_file_report(report: Any) -> None:

@@ -27,8 +27,10 @@ from typing import Any
 import pyarrow as pa
 
 from tradeflow.canonical import canonical_json, content_hash
+from tradeflow.config import ValidationConfig
+from tradeflow.quality.checks import Validator
 from tradeflow.quality.consensus import CURATED_SCHEMA
-from tradeflow.quality.validation import VALIDATION_PREFIX
+from tradeflow.quality.validation import VALIDATION_PREFIX, BatchReport, validate_candle_frame
 from tradeflow.storage.lake import (
     MANIFEST_PREFIX,
     SCHEMAS,
@@ -418,3 +420,24 @@ def restore(snapshot: Snapshot, destination: Path, objects: Iterable[Mapping[str
         count += 1
     (destination / "snapshot.json").write_bytes(canonical_json(snapshot.manifest) + b"\n")
     return count
+
+
+def validate_snapshot(
+    snapshot: Snapshot, validator: Validator, config: ValidationConfig, *, as_of: int | None = None
+) -> list[BatchReport]:
+    """Run the candle suite on every curated series of a snapshot, read (and re-hashed) through it.
+
+    Returns one report per series, named ``snapshot <id> <symbol> <timeframe>``.
+    """
+    reports = []
+    for name in summarise(snapshot.manifest)["curated_series"]:
+        symbol, timeframe = name.split("|")
+        objects = snapshot.objects(layer="curated", dataset="candles", symbol=symbol, timeframe=timeframe)
+        report = BatchReport(
+            "candles", f"snapshot {snapshot.id[:16]}", symbol, timeframe, [o["key"] for o in objects]
+        )
+        table = snapshot.read_table(objects).select(["timestamp", "open", "high", "low", "close", "volume"])
+        reports.append(
+            validate_candle_frame(report, table.to_pandas(), timeframe, validator, config, as_of=as_of)
+        )
+    return reports

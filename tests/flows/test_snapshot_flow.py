@@ -8,12 +8,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
 from flows.snapshot import snapshot_market_data
 from tests.flows.test_ingest_flow import artifacts
 from tradeflow.audit.chain import iter_entries
 from tradeflow.audit.lineage import explain, index_entries
+from tradeflow.audit.signing import key_id, private_key_text
 from tradeflow.audit.verify import verify_chain
 from tradeflow.bootstrap import trusted_public_keys
 from tradeflow.canonical import content_hash
@@ -177,3 +179,34 @@ def test_snapshot_commands_list_show_diff_and_restore(snapshotted, tmp_path):
     assert not (target / "raw").exists()
     unknown = runner.invoke(app, ["snapshot", "show", "abcdef0", "--config", config])
     assert unknown.exit_code == 1 and "no snapshot 'abcdef0'" in unknown.output
+
+
+def test_in_production_the_checkpoint_key_comes_from_a_prefect_secret_block(lake_copy):
+    from prefect.blocks.system import Secret
+
+    from tradeflow.audit.signing import Checkpoint, public_key_text
+
+    key = Ed25519PrivateKey.generate()
+    Secret(value=private_key_text(key)).save("tradeflow-audit-test-key", overwrite=True)
+    shutil.rmtree(lake_copy["root"] / "manifests" / "snapshot")  # so the flow has a step to record
+    config = Path(lake_copy["config"])
+    config.write_text(config.read_text() + "\n[audit]\nmode = \"production\"\n"
+                      "signing_key_block = \"tradeflow-audit-test-key\"\n"
+                      f"public_keys = [\"{public_key_text(key.public_key())}\"]\n")  # fmt: skip
+    result = snapshot_market_data(config_path=str(config))
+    written = Checkpoint.from_bytes(lake_copy["store"].get(result["checkpoint"]["checkpoint"]))
+    assert written.seq == result["checkpoint"]["head_seq"]
+    assert written.key_id == key_id(key.public_key())
+    report = verify_chain(lake_copy["store"], trusted_public_keys(load_settings(str(config))))
+    assert report.ok and report.newest_checkpoint == written.seq
+
+
+def test_validate_runs_the_candle_suite_on_a_snapshots_curated_series(snapshotted):
+    snapshot_id = snapshotted["snapshot"]["snapshot_id"]
+    result = runner.invoke(app, ["validate", snapshot_id[:10], "--config", snapshotted["config"]])
+    assert result.exit_code == 0, result.output
+    assert f"snapshot {snapshot_id}" in result.output.replace("\n", "")
+    assert "BTC/USDT" in result.output and "completeness" in result.output
+    assert "3 of 3 series passed" in result.output
+    unknown = runner.invoke(app, ["validate", "no-such-thing", "--config", snapshotted["config"]])
+    assert unknown.exit_code == 2 and "nor is it 'lake' or a snapshot id" in " ".join(unknown.output.split())

@@ -658,20 +658,35 @@ def validate_candle_file(
         report.error = str(error)
         report.verdict = "quarantined"
         return report
-    report.timeframe = candle_file.timeframe
-    report.rows = len(candle_file.candles)
-    rules = CandleRules.from_config(config, candle_file.timeframe)
-    derived = derive_candles(candle_file.candles, rules, as_of=as_of)
+    return validate_candle_frame(
+        report, candle_file.candles, candle_file.timeframe, validator, config, as_of=as_of
+    )
+
+
+def validate_candle_frame(
+    report: BatchReport,
+    candles: pd.DataFrame,
+    timeframe: str,
+    validator: Validator,
+    config: ValidationConfig,
+    *,
+    as_of: int | None = None,
+) -> BatchReport:
+    """Run the candle suite on candles already read (timestamp int64 ms, float64 OHLCV); fill ``report``."""
+    report.timeframe = timeframe
+    report.rows = len(candles)
+    rules = CandleRules.from_config(config, timeframe)
+    derived = derive_candles(candles, rules, as_of=as_of)
     observed = observe_candles(derived, rules, as_of=as_of)
     skip = {} if as_of is not None else {"staleness": "no as-of time (pass --as-of to check freshness)"}
     report.suites.append(
         validator.validate(
             "candles",
             derived,
-            batch=f"file {path}",
+            batch=f"{report.venue} {report.symbol}",
             observed=observed,
             skip=skip,
-            timeframe=candle_file.timeframe,
+            timeframe=timeframe,
         )
     )
     report.verdict = verdict(report.suites)
