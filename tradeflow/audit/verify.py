@@ -61,6 +61,7 @@ DAMAGE = {
     "rewritten": "the entry at a checkpoint's seq no longer has the hash the checkpoint signed",
     "bad_signature": "a checkpoint's signature does not verify under a trusted key",
     "bad_checkpoint": "a checkpoint object cannot be read",
+    "checkpoint_deleted": "a checkpoint was deleted (on S3 its locked version is still read and checked)",
     "object_altered": "an object an entry references no longer has the SHA-256 recorded",
     "object_missing": "an object an entry references is gone",
 }
@@ -286,13 +287,19 @@ def _check_refs(scan: _Scan, objects: ObjectStore, refs: Iterable[tuple[int, str
 
 def _checkpoints(
     scan: _Scan, store: ObjectStore, prefix: str, keys: Mapping[str, Ed25519PublicKey]
-) -> list[tuple[str, Checkpoint]]:
+) -> tuple[list[tuple[str, Checkpoint]], list[str]]:
+    """Return the readable, well-signed checkpoints, and the keys of those a delete marker hid."""
     found = []
-    for key in store.list(prefix):
+    # On S3 a plain DELETE leaves the locked checkpoint in place behind a delete marker: read it
+    # anyway, and report the deletion as damage of its own.
+    hidden_reader = getattr(store, "hidden", None)
+    hidden: dict[str, bytes] = hidden_reader(prefix) if callable(hidden_reader) else {}
+    for key in sorted({*store.list(prefix), *hidden}):
         if not key.endswith(".json"):
             continue
         try:
-            checkpoint = Checkpoint.from_bytes(store.get(key))
+            data = hidden[key] if key in hidden else store.get(key)
+            checkpoint = Checkpoint.from_bytes(data)
         except (ValueError, KeyError, TypeError, OverflowError) as error:
             scan.add("bad_checkpoint", None, key, f"cannot read it: {error}")
             continue
@@ -305,7 +312,7 @@ def _checkpoints(
             scan.add("bad_signature", checkpoint.seq, key, problem)
             continue
         found.append((key, checkpoint))
-    return found
+    return found, sorted(hidden)
 
 
 def _hash_at(store: ObjectStore, keys: list[str], seq: int) -> str | None:
@@ -350,7 +357,7 @@ def verify_chain(
     objects = objects or store
     report = VerifyReport(store=store.describe(), mode="full")
     scan = _Scan(report, set())
-    checkpoints = _checkpoints(scan, checkpoint_store, checkpoint_prefix, public_keys)
+    checkpoints, hidden = _checkpoints(scan, checkpoint_store, checkpoint_prefix, public_keys)
     report.checkpoints = len(checkpoints)
     report.newest_checkpoint = max((c.seq for _, c in checkpoints), default=None)
     scan.watch = {c.seq for _, c in checkpoints}
@@ -421,6 +428,14 @@ def verify_chain(
             )
         else:
             report.checkpoint_hashes[checkpoint.seq] = signed
+    for key in hidden:
+        seq = segment_first_seq(key.rsplit("/", 1)[-1].replace(".json", ".log"))
+        scan.add(
+            "checkpoint_deleted",
+            seq,
+            key,
+            "a delete marker hides this checkpoint; its locked version is still there",
+        )
     if check_objects:
         _check_refs(scan, objects, refs)
     report.problems.sort(key=lambda p: (p.seq is None, p.seq or 0))  # the first bad entry first

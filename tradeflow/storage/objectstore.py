@@ -194,6 +194,29 @@ class S3ObjectStore:
             for item in page.get("Contents", []):
                 yield item["Key"][strip:]
 
+    def hidden(self, prefix: str = "") -> dict[str, bytes]:
+        """Return keys under ``prefix`` whose newest version is a delete marker, with their last bytes.
+
+        A plain DELETE in a versioned (Object Lock) bucket only adds a marker: the locked version
+        stays, but listing and reading no longer show it. Verification uses this to see through it.
+        """
+        full_prefix = self._full(prefix) if prefix else (f"{self.prefix}/" if self.prefix else "")
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        marked: set[str] = set()
+        newest_version: dict[str, str] = {}
+        paginator = self.client.get_paginator("list_object_versions")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix):
+            for marker in page.get("DeleteMarkers", []):
+                if marker.get("IsLatest"):
+                    marked.add(marker["Key"])
+            for version in page.get("Versions", []):
+                newest_version.setdefault(version["Key"], version["VersionId"])  # newest first
+        found = {}
+        for full in sorted(marked & set(newest_version)):
+            response = self.client.get_object(Bucket=self.bucket, Key=full, VersionId=newest_version[full])
+            found[full[strip:]] = response["Body"].read()
+        return found
+
     def describe(self, key: str = "") -> str:
         """Return the s3:// URL of ``key``."""
         base = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
