@@ -429,10 +429,10 @@ def verify_chain(
         else:
             report.checkpoint_hashes[checkpoint.seq] = signed
     for key in hidden:
-        seq = segment_first_seq(key.rsplit("/", 1)[-1].replace(".json", ".log"))
+        hidden_seq = segment_first_seq(key.rsplit("/", 1)[-1].replace(".json", ".log"))
         scan.add(
             "checkpoint_deleted",
-            seq,
+            hidden_seq,
             key,
             "a delete marker hides this checkpoint; its locked version is still there",
         )
