@@ -197,6 +197,7 @@ def build_audit_log(settings: Settings, actor: str | None, key: Ed25519PrivateKe
         actor,
         checkpointer=StoreCheckpointer(checkpoint_store, key, prefix),
         checkpoint_every=settings.audit.checkpoint_every,
+        hints=settings.data_dir.resolve() / "audit" / "heads.json",
     )
 
 

@@ -4,15 +4,15 @@ Each entry has ``seq`` (1, 2, ...), ``ts`` (UTC ms), ``actor`` (a flow run id or
 ``kind``, ``payload`` (ids, hashes, small facts; anything that looks like a secret is redacted),
 ``prev_hash`` (the previous entry's hash; 64 zeros for the first) and ``hash``:
 
-    hash = SHA-256( b"tradeflow.audit.entry.v1\0" + b"<seq> <prev_hash> " + body )
+    hash = SHA-256( b"tradeflow.audit.entry.v1\0" + b"<seq> <prev_hash> " + body + b" " )
 
 where ``body`` is the canonical JSON (:mod:`tradeflow.canonical`) of actor, kind, payload and ts,
 ``seq`` is decimal and ``prev_hash`` is 64 hex digits, so the encoding is unambiguous. The domain
 prefix keeps an entry hash from ever equalling any other tradeflow hash.
 
 An entry is stored as one line, ``<seq> <prev_hash> <body> <hash>\n``: the hash covers exactly
-the bytes before it, so verification re-hashes the stored bytes without parsing or re-encoding
-JSON. Lines are grouped into
+the bytes before it (the space before it included), so verification re-hashes the stored bytes
+without parsing or re-encoding JSON. Lines are grouped into
 segments, objects named by the first ``seq`` they hold (``audit/chain/000000000001.log``), and
 every segment is written create-only: two writers that read the same head both try to create
 the same segment name, one of them loses, re-reads the head and renumbers its entries. A segment
@@ -29,9 +29,12 @@ import os
 import random
 import re
 import socket
+import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from tradeflow.canonical import canonical_json
@@ -120,7 +123,7 @@ def encode_body(ts: int, actor: str, kind: str, payload: Mapping[str, Any]) -> b
 
 def entry_hash(seq: int, prev_hash: str, body: bytes) -> str:
     """Return an entry's hash: SHA-256 over the domain, ``seq``, ``prev_hash`` and the body."""
-    return hashlib.sha256(ENTRY_DOMAIN + f"{seq} {prev_hash} ".encode() + body).hexdigest()
+    return hashlib.sha256(ENTRY_DOMAIN + f"{seq} {prev_hash} ".encode() + body + b" ").hexdigest()
 
 
 @dataclass(frozen=True)
@@ -242,22 +245,50 @@ class Head:
     key: str | None = None
 
 
-def read_head(store: ObjectStore) -> Head:
-    """Return the chain's head from its newest segment (seq 0 and the genesis hash when empty)."""
+def _segment_head(store: ObjectStore, key: str, data: bytes) -> Head:
+    lines = [line for line in data.splitlines() if line]
+    if not lines:
+        raise AuditError(f"the audit segment {store.describe(key)} is empty")
+    last = lines[-1]
+    try:
+        return Head(int(last[: last.index(b" ")]), last[-64:].decode("ascii"), key)
+    except (IndexError, ValueError) as error:
+        raise AuditError(
+            f"the audit segment {store.describe(key)} ends in a damaged line; "
+            "run `tradeflow audit verify` to see where"
+        ) from error
+
+
+def _walk_from(store: ObjectStore, key: str) -> Head | None:
+    """Return the head found by following segments from ``key`` (None if ``key`` is gone)."""
+    try:
+        head = _segment_head(store, key, store.get(key))
+    except KeyError:
+        return None
+    while True:  # the next segment, if any, starts right after this one's last entry
+        following = segment_key(head.seq + 1)
+        try:
+            data = store.get(following)
+        except KeyError:
+            return head
+        head = _segment_head(store, following, data)
+
+
+def read_head(store: ObjectStore, hint: str | None = None) -> Head:
+    """Return the chain's head (seq 0 and the genesis hash when empty).
+
+    With ``hint``, a segment key known to be in the chain (the last one this machine wrote or
+    read), the head is found by following segments from it: a request or two, however long the
+    chain. Without one, or when it is gone, every segment key is listed.
+    """
+    if hint is not None:
+        head = _walk_from(store, hint)
+        if head is not None:
+            return head
     keys = segment_keys(store)
     if not keys:
         return Head()
-    lines = [line for line in store.get(keys[-1]).splitlines() if line]
-    if not lines:
-        raise AuditError(f"the newest audit segment {store.describe(keys[-1])} is empty")
-    last = lines[-1]
-    try:
-        return Head(int(last[: last.index(b" ")]), last[-64:].decode(), keys[-1])
-    except (IndexError, ValueError) as error:
-        raise AuditError(
-            f"the newest audit segment {store.describe(keys[-1])} ends in a damaged line; "
-            "run `tradeflow audit verify` to see where"
-        ) from error
+    return _walk_from(store, keys[-1]) or Head()
 
 
 class AuditLog:
@@ -278,22 +309,53 @@ class AuditLog:
         checkpointer: Checkpointer | None = None,
         checkpoint_every: int = 1000,
         clock: Any = None,
+        hints: Path | None = None,
     ) -> None:
-        """Write to ``store`` as ``actor`` (default: this process), checkpointing every N entries."""
+        """Write to ``store`` as ``actor`` (default: this process).
+
+        A checkpoint is signed whenever the chain passes a multiple of ``checkpoint_every``
+        entries. ``hints`` is a local file remembering the newest segment seen per chain, so a
+        new writer finds the head without listing every segment.
+        """
         self.store = store
         self.actor = actor or default_actor()
         self.checkpointer = checkpointer
         self.checkpoint_every = checkpoint_every
+        self.hints = hints
         self._clock = clock or (lambda: int(time.time() * 1000))
         self._head: Head | None = None
-        self._checkpointed_seq = 0
-        self.written: list[Entry] = []  # every entry this writer committed, in order
+        #: The newest entries this writer committed, in order (bounded: a long-lived writer keeps
+        #: appending).
+        self.written: deque[Entry] = deque(maxlen=10_000)
         self.checkpoints: list[str] = []  # keys of the checkpoints this writer wrote
+
+    def _hint(self) -> str | None:
+        if self.hints is None or not self.hints.is_file():
+            return None
+        try:
+            value = json.loads(self.hints.read_text()).get(self.store.describe())
+        except ValueError:
+            return None
+        return value if isinstance(value, str) and segment_first_seq(value) is not None else None
+
+    def _remember(self, key: str) -> None:
+        if self.hints is None:
+            return
+        try:
+            known = json.loads(self.hints.read_text()) if self.hints.is_file() else {}
+        except ValueError:
+            known = {}
+        known[self.store.describe()] = key
+        self.hints.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.hints.with_name(f".{self.hints.name}.{os.getpid()}.{threading.get_ident()}")
+        temporary.write_text(json.dumps(known, sort_keys=True))
+        os.replace(temporary, self.hints)  # atomic: a reader sees the old or the new file
 
     def head(self, refresh: bool = False) -> Head:
         """Return the head (read from the store the first time, or when ``refresh``)."""
         if self._head is None or refresh:
-            self._head = read_head(self.store)
+            start = self._head.key if self._head is not None and self._head.key else self._hint()
+            self._head = read_head(self.store, start)
         return self._head
 
     def append(self, kind: str, payload: Mapping[str, Any]) -> Entry:
@@ -320,9 +382,11 @@ class AuditLog:
             key = segment_key(head.seq + 1)
             if self.store.put_if_absent(key, b"".join(e.line for e in entries)):
                 self._head = Head(entries[-1].seq, entries[-1].hash, key)
-                self.written += entries
-                if self.checkpointer and entries[-1].seq - self._checkpointed_seq >= self.checkpoint_every:
-                    self.checkpoint()
+                self.written.extend(entries)
+                self._remember(key)
+                every = self.checkpoint_every
+                if self.checkpointer and entries[-1].seq // every > (entries[0].seq - 1) // every:
+                    self.checkpoint()  # the chain passed a multiple of checkpoint_every
                 return entries
             time.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # another writer won: re-read, retry
         raise AuditError(
@@ -338,6 +402,5 @@ class AuditLog:
         if head.seq == 0:
             return None
         key = self.checkpointer.write(head.seq, head.hash)
-        self._checkpointed_seq = head.seq
         self.checkpoints.append(key)
         return key
