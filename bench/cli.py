@@ -21,7 +21,7 @@ from tradeflow.bootstrap import prepare_environment
 from tradeflow.timeframes import iso, to_ms
 
 RESULTS_DIR = REPO / "bench" / "results"
-SECTIONS = ("throughput", "second-run", "validation")
+SECTIONS = ("throughput", "second-run", "validation", "audit")
 
 #: The full run and the --quick smoke run: look-back days of 1m and 1h, and repetitions.
 FULL = {"days_1m": 30, "days_1h": 180, "repeat": 3}
@@ -48,16 +48,21 @@ def build_parser() -> argparse.ArgumentParser:
             "validation  the Great Expectations candle + cross-venue suites on one venue's batch of\n"
             "            1m candles: one day (1,440 rows) and 90 days (129,600 rows), the consensus\n"
             "            step, GX's import time; against fetching the same day with the bare ccxt\n"
-            "            loop. Goal: validating a day costs less than fetching it."
+            "            loop. Goal: validating a day costs less than fetching it.\n"
+            "audit       the audit chain: append throughput (local folder and S3 on a moto server,\n"
+            "            one entry per segment and 1,000), verify throughput vs bare SHA-256 (goal:\n"
+            "            <= 3x), and the chain's work in an ingestion run over the first run's flow\n"
+            "            seconds (goal: < 5 %; measured by second-run, else bench/README.md's)."
         ),
         epilog=(
             "Results: tables on stdout and bench/results/<UTC timestamp>.json.\n"
             "The default run takes about 4-6 minutes on 2 cores (the validation section about\n"
-            "45 s of it), --quick about 1¼.\n\n"
+            "45 s of it, the audit section about 50 s), --quick about 1½.\n\n"
             "examples:\n"
             "  python -m bench --quick\n"
             "  python -m bench --only throughput --repeat 5 --days-1m 14\n"
             "  python -m bench --only validation\n"
+            "  python -m bench --only audit --quick\n"
             "  make bench"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -66,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick",
         action="store_true",
         help=f"smoke run: {QUICK['days_1m']} days of 1m, {QUICK['days_1h']} days of 1h, "
-        f"repeat {QUICK['repeat']}, fewer validation repetitions (explicit options still win)",
+        f"repeat {QUICK['repeat']}, fewer validation repetitions, smaller audit chains "
+        "(explicit options still win)",
     )
     parser.add_argument("--only", choices=SECTIONS, help="run one section only (default: all)")
     parser.add_argument(
@@ -210,7 +216,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"[bold]tradeflow bench[/]: window end {iso(end_ms)}, {days['1m']} d of 1m, "
         f"{days['1h']} d of 1h, repeat {options['repeat']}; workspace {workspace.path}"
     )
-    throughput = second = validation = None
+    throughput = second = validation = audit = None
+    # The look-back of the first run the audit section measures its share of: the shipped
+    # config's, or the smoke run's window when --quick's second-run section used that.
+    shipped = {tf: workspace.base.history.days_for(tf) for tf in days}
+    audit_days = shipped
     try:
         # The CLI runs go first: this process has not started Prefect's API server yet, so they
         # get the machine (and the Prefect database) to themselves.
@@ -219,8 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             # A second `make run` is about the shipped config, so this section uses its
             # look-back (the --quick smoke run keeps its small window).
-            shipped = {tf: workspace.base.history.days_for(tf) for tf in days}
             second_space = workspace if args.quick else Workspace(workspace.base, shipped, root=args.workdir)
+            audit_days = dict(second_space.days)
             try:
                 second = measure_second_run(second_space, end_ms, console)
             finally:
@@ -236,6 +246,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from bench.validation import run_in_child
 
             validation = run_in_child(end_ms, args.quick)
+        if args.only in (None, "audit"):
+            # In a child process too: no Prefect threads or heap next to the timed hashing.
+            from bench.audit import run_in_child as run_audit
+
+            audit = run_audit(end_ms, audit_days, args.quick, _audit_reference(second), args.workdir)
     except BenchError as error:
         console.print(f"[bold red]benchmark invalid:[/] {error}")
         return 2
@@ -243,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.keep:
             workspace.cleanup()
 
-    _print_tables(console, report, throughput, second, validation)
+    _print_tables(console, report, throughput, second, validation, audit)
     elapsed = time.perf_counter() - started
     payload = {
         "started_at": started_at.isoformat(),
@@ -254,14 +269,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "throughput": None if throughput is None else throughput.to_json(),
         "second_run": None if second is None else second.to_json(),
         "validation": None if validation is None else validation.to_json(),
+        "audit": None if audit is None else audit.to_json(),
         "goal": {
             "throughput_ratio_max": report.THROUGHPUT_GOAL,
             "validation_over_fetch_below": report.VALIDATION_GOAL,
+            "audit_verify_over_sha256_max": report.AUDIT_VERIFY_GOAL,
+            "audit_share_of_ingest_flow_below": report.AUDIT_SHARE_GOAL,
         },
     }
     lines = report.verdicts(throughput, second, args.small_fraction)
     if validation is not None:
         lines += report.validation_verdicts(validation)
+    if audit is not None:
+        lines += report.audit_verdicts(audit)
     payload["verdicts"] = [Console(width=400).render_str(line).plain for line in lines]
     path = report.write_results(args.results, started_at, payload)
     console.rule("Verdict")
@@ -282,7 +302,31 @@ def _profile_target(args: argparse.Namespace, started_at: datetime) -> tuple[str
     return py_spy, args.results / f"{started_at.strftime('%Y%m%dT%H%M%SZ')}-profile"
 
 
-def _print_tables(console: Console, report: Any, throughput: Any, second: Any, validation: Any) -> None:
+def _audit_reference(second: Any) -> dict[str, Any]:
+    """Return the ingestion run the audit chain's share is taken of.
+
+    The second-run section's first CLI run when it ran in this benchmark (the same kind of run
+    as the one recorded in bench/README.md), else that recorded run.
+    """
+    from bench.audit import README_FIRST_RUN
+
+    if second is None or not second.first.flow_seconds:
+        return dict(README_FIRST_RUN)
+    first = second.first
+    return {
+        "source": f"this benchmark's second-run section: its first CLI run ({first.candles or 0:,} candles, "
+        f"{first.manifest_new_objects or 0:,} objects, window end {second.end} UTC)",
+        "measured": True,
+        "flow_seconds": first.flow_seconds,
+        "wall_seconds": first.seconds,
+        "objects": first.manifest_new_objects,
+        "candles": first.candles,
+    }
+
+
+def _print_tables(
+    console: Console, report: Any, throughput: Any, second: Any, validation: Any, audit: Any
+) -> None:
     console.print()
     if throughput is not None:
         for warning in throughput.warnings:
@@ -309,3 +353,9 @@ def _print_tables(console: Console, report: Any, throughput: Any, second: Any, v
         console.print(report.validation_group_table(validation))
         console.print(report.validation_fixed_table(validation))
         console.print(report.validation_goal_table(validation))
+    if audit is not None:
+        for warning in audit.warnings:
+            console.print(f"[yellow]warning:[/] {warning}")
+        console.print(report.audit_append_table(audit))
+        console.print(report.audit_verify_table(audit))
+        console.print(report.audit_ingest_table(audit))

@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.table import Table
 
+from bench.audit import BATCH, INGEST_LABELS, INGEST_STAGES, AuditResult
 from bench.second_run import SecondRunResult
 from bench.throughput import BARE_CONCURRENT, BARE_SEQUENTIAL, PIPELINE, ThroughputResult
 from bench.validation import STAGE_LABELS, STAGES, ValidationResult
@@ -19,6 +20,10 @@ from bench.validation import STAGE_LABELS, STAGES, ValidationResult
 THROUGHPUT_GOAL = 1.25
 #: "Validating a day of 1m candles for one venue and symbol costs less than fetching it."
 VALIDATION_GOAL = 1.0
+#: Verifying the audit chain costs at most this multiple of the bare SHA-256 work.
+AUDIT_VERIFY_GOAL = 3.0
+#: The audit chain adds less than this share to a full ingestion run.
+AUDIT_SHARE_GOAL = 0.05
 
 _LABELS = {
     PIPELINE: "pipeline (whole Prefect flow)",
@@ -459,6 +464,162 @@ def validation_verdicts(result: ValidationResult) -> list[str]:
         f"{_ms(result.per_million_seconds)} per million candles; "
         f"GX import {_median(result.import_seconds):.2f} s once per process.",
     ]
+
+
+def _rate(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def _goal(ok: bool) -> str:
+    return "[bold green]PASS[/]" if ok else "[bold red]FAIL[/]"
+
+
+def audit_append_table(result: AuditResult) -> Table:
+    """Return append throughput: local folder and S3, one entry per segment and batched."""
+    table = Table(
+        title=f"Audit chain — append throughput (AuditLog, empty chain, no checkpointer; "
+        f"~{result.line_bytes:.0f}-byte lines; local = {result.filesystem}, fsync per segment; "
+        "S3 = moto server on 127.0.0.1 in its own process)",
+        header_style="bold",
+    )
+    for column in ("store", "how", "entries", "segments", "seconds", "entries/s", "ms per segment"):
+        table.add_column(column, justify="left" if column in {"store", "how"} else "right")
+    labels = {"unbatched": "append (1 entry per segment)", "batched": f"append_many ({BATCH:,} per segment)"}
+    for run in result.appends:
+        table.add_row(
+            "local folder" if run.backend == "local" else "S3 (moto)",
+            labels[run.mode],
+            f"{run.entries:,}",
+            f"{run.segments:,}",
+            f"{run.seconds:.2f}",
+            _rate(run.rate),
+            f"{run.seconds / run.segments * 1000:.2f}",
+        )
+    for backend, seconds in result.checkpoint_seconds.items():
+        table.add_row(
+            "[dim]local folder[/]" if backend == "local" else "[dim]S3 (moto)[/]",
+            "[dim]a checkpoint: Ed25519 sign + create-only write[/]",
+            f"[dim]{len(seconds)}[/]",
+            "",
+            "",
+            "",
+            f"[dim]{_median(seconds) * 1000:.2f} (median)[/]",
+        )
+    return table
+
+
+def audit_verify_table(result: AuditResult) -> Table:
+    """Return verify throughput next to the bare SHA-256 loop, with the goal's ratio."""
+    table = Table(
+        title="Audit chain — verify_chain(check_objects=False) vs bare SHA-256 "
+        f"(goal: ≤ {AUDIT_VERIFY_GOAL:g}× the bare work); verify hashes ~{result.hashed_bytes:.0f} bytes "
+        f"per entry ({result.sha_blocks(result.hashed_bytes)} SHA-256 blocks), the baseline "
+        f"{result.baseline_bytes} ({result.sha_blocks(result.baseline_bytes)} blocks)",
+        header_style="bold",
+    )
+    table.add_column("what", min_width=46)
+    for column in ("entries", "segments", "median s", "runs (s)", "per second", "baseline / this", "verdict"):
+        table.add_column(column, justify="right")
+    base = result.baseline_rate
+    table.add_row(
+        f"bare sha256(x).hexdigest(), {result.baseline_bytes}-byte strings",
+        f"{result.baseline_count:,}",
+        "",
+        f"{result.baseline_seconds:.3f}",
+        " ".join(f"{s:.3f}" for s in result.baseline_runs),
+        _rate(base),
+        "1.00×",
+        "",
+    )
+    for index, run in enumerate(result.verifies):
+        ratio = base / run.rate
+        verdict = _goal(ratio <= AUDIT_VERIFY_GOAL) if index == 0 else "[dim]shown only[/]"
+        table.add_row(
+            run.label,
+            f"{run.entries:,}",
+            f"{run.segments:,}",
+            f"{run.seconds:.3f}",
+            " ".join(f"{s:.3f}" for s in run.runs),
+            _rate(run.rate),
+            f"{ratio:.2f}×",
+            verdict,
+        )
+    return table
+
+
+def audit_ingest_table(result: AuditResult) -> Table:
+    """Return the chain's work in one ingestion run, by stage, and its share of the flow."""
+    reference = result.reference or {}
+    table = Table(
+        title="Audit chain — its work in one ingestion run (publish-manifest's ingest_items + "
+        "record_steps, then checkpoint-audit; Prefect's task overhead and the artifact not included)",
+        header_style="bold",
+    )
+    table.add_column("stage")
+    for item in result.ingest:
+        backend = "local" if item.backend == "local" else "S3 (moto)"
+        table.add_column(f"{item.label}, {backend}", justify="right")
+    for stage in INGEST_STAGES:
+        table.add_row(INGEST_LABELS[stage], *(_ms(item.stage(stage)) for item in result.ingest))
+    table.add_row(
+        f"[bold]total (median of {len(result.ingest[0].runs)})[/]",
+        *(f"[bold]{_ms(item.seconds)}[/]" for item in result.ingest),
+    )
+    table.add_row("runs (ms)", *(" ".join(f"{s * 1000:.0f}" for s in item.totals) for item in result.ingest))
+    table.add_row("new objects in the manifest", *(f"{item.objects:,}" for item in result.ingest))
+    table.add_row("manifest size", *(f"{item.manifest_bytes / 1024:,.0f} KiB" for item in result.ingest))
+    table.add_row("chain segments before the run", *(f"{item.segments_before:,}" for item in result.ingest))
+    table.add_row(
+        "entries appended / checkpoints signed", *(f"{i.entries} / {i.checkpoints}" for i in result.ingest)
+    )
+    table.add_row(
+        "one listing of the chain's segments",
+        *(_ms(_median(i.listing_seconds)) if i.listing_seconds else "—" for i in result.ingest),
+    )
+    shares = result.shares()
+    if shares is not None:
+        flow, wall = reference["flow_seconds"], reference["wall_seconds"]
+        table.add_row(
+            f"[bold]share of the first run's flow ({flow:.1f} s)[/]",
+            f"[bold]{shares['of_flow']:.2%} → {_goal(shares['of_flow'] < AUDIT_SHARE_GOAL)}[/]",
+            *([""] * (len(result.ingest) - 1)),
+        )
+        table.add_row(
+            f"share of the first run's wall time ({wall:.1f} s)",
+            f"{shares['of_wall']:.2%}",
+            *([""] * (len(result.ingest) - 1)),
+        )
+    table.caption = f"denominator: {reference.get('source', 'none')}"
+    return table
+
+
+def audit_verdicts(result: AuditResult) -> list[str]:
+    """Return the audit goals' verdict lines (rich markup)."""
+    goal, ratio = result.verifies[0], result.verify_ratio
+    lines = [
+        f"Audit verify: {_rate(goal.rate)} entries/s ({goal.entries:,} entries, {goal.label}) vs bare "
+        f"SHA-256 {_rate(result.baseline_rate)}/s = {ratio:.2f}× the bare work "
+        f"(goal ≤ {AUDIT_VERIFY_GOAL:g}×) → {_goal(ratio <= AUDIT_VERIFY_GOAL)}.",
+        "Audit append: "
+        + "; ".join(
+            f"{'local' if a.backend == 'local' else 'S3 (moto)'} {a.mode} {_rate(a.rate)} entries/s"
+            for a in result.appends
+        )
+        + " (no target).",
+    ]
+    shares, first = result.shares(), result.ingest[0]
+    if shares is not None and result.reference is not None:
+        lines.append(
+            f"Audit share of an ingestion run: {_ms(first.seconds)} of chain work ({first.objects:,}-object "
+            f"first-run manifest, local) / {result.reference['flow_seconds']:.1f} s flow = "
+            f"{shares['of_flow']:.2%} (goal < {AUDIT_SHARE_GOAL:.0%}) → "
+            f"{_goal(shares['of_flow'] < AUDIT_SHARE_GOAL)}; {shares['of_wall']:.2%} of the wall time. "
+            f"Denominator: {result.reference['source']}."
+        )
+    for item in result.ingest[1:]:
+        backend = "local" if item.backend == "local" else "S3 (moto)"
+        lines.append(f"  shown only: {item.label}, {backend}: {_ms(item.seconds)} per run.")
+    return lines
 
 
 def write_results(directory: Path, started: datetime, payload: Mapping[str, Any]) -> Path:

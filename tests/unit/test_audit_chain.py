@@ -59,7 +59,7 @@ class Chain:
         for key in chain.segment_keys(self.store):
             path = self.root / key
             for index, line in enumerate(path.read_bytes().splitlines()):
-                if line.startswith(b"%d " % seq):
+                if line.startswith(b"tfaudit1 %d " % seq):
                     return path, index
         raise AssertionError(f"entry {seq} is not stored")
 
@@ -442,7 +442,7 @@ def test_checkpoint_bytes_that_change_no_field_are_accepted(small) -> None:
 def test_a_changed_separator_before_the_hash_is_malformed(built: Chain) -> None:
     path, index = built.locate(5)
     line = built.lines(path)[index]
-    built.replace_line(5, line[:-66] + b"X" + line[-65:])  # the one byte the hash does not cover
+    built.replace_line(5, line[:-66] + b"X" + line[-65:])  # the separator before the hash
     with pytest.raises(ValueError):
         list(chain.iter_entries(built.store))  # the stored line no longer parses
     assert_damage(built.verify(), "malformed", 5, chain.segment_key(5))

@@ -4,15 +4,16 @@ Each entry has ``seq`` (1, 2, ...), ``ts`` (UTC ms), ``actor`` (a flow run id or
 ``kind``, ``payload`` (ids, hashes, small facts; anything that looks like a secret is redacted),
 ``prev_hash`` (the previous entry's hash; 64 zeros for the first) and ``hash``:
 
-    hash = SHA-256( b"tradeflow.audit.entry.v1\0" + b"<seq> <prev_hash> " + body + b" " )
+    hash = SHA-256( b"tfaudit1 <seq> <prev_hash> " + body + b" " )
 
 where ``body`` is the canonical JSON (:mod:`tradeflow.canonical`) of actor, kind, payload and ts,
 ``seq`` is decimal and ``prev_hash`` is 64 hex digits, so the encoding is unambiguous. The domain
-prefix keeps an entry hash from ever equalling any other tradeflow hash.
+tag ``tfaudit1`` (format version 1) keeps an entry hash from ever equalling any other tradeflow
+hash.
 
-An entry is stored as one line, ``<seq> <prev_hash> <body> <hash>\n``: the hash covers exactly
-the bytes before it (the space before it included), so verification re-hashes the stored bytes
-without parsing or re-encoding JSON. Lines are grouped into
+An entry is stored as one line, ``tfaudit1 <seq> <prev_hash> <body> <hash>\n``: the hash covers
+exactly the bytes before it (the space before it included), so verification re-hashes the stored
+bytes as they are, without parsing or re-encoding JSON. Lines are grouped into
 segments, objects named by the first ``seq`` they hold (``audit/chain/000000000001.log``), and
 every segment is written create-only: two writers that read the same head both try to create
 the same segment name, one of them loses, re-reads the head and renumbers its entries. A segment
@@ -42,7 +43,8 @@ from tradeflow.storage.objectstore import ObjectStore
 
 CHAIN_PREFIX = "audit/chain/"
 CHECKPOINT_PREFIX = "audit/checkpoints/"
-ENTRY_DOMAIN = b"tradeflow.audit.entry.v1\x00"
+#: Every stored line starts with this tag, the domain of the entry hash and the format version.
+ENTRY_TAG = b"tfaudit1 "
 GENESIS_HASH = "0" * 64
 SEGMENT_DIGITS = 12
 
@@ -123,7 +125,7 @@ def encode_body(ts: int, actor: str, kind: str, payload: Mapping[str, Any]) -> b
 
 def entry_hash(seq: int, prev_hash: str, body: bytes) -> str:
     """Return an entry's hash: SHA-256 over the domain, ``seq``, ``prev_hash`` and the body."""
-    return hashlib.sha256(ENTRY_DOMAIN + f"{seq} {prev_hash} ".encode() + body + b" ").hexdigest()
+    return hashlib.sha256(ENTRY_TAG + f"{seq} {prev_hash} ".encode() + body + b" ").hexdigest()
 
 
 @dataclass(frozen=True)
@@ -141,8 +143,8 @@ class Entry:
 
     @property
     def line(self) -> bytes:
-        """Return the stored line: ``<seq> <prev_hash> <body> <hash>`` and a newline."""
-        return f"{self.seq} {self.prev_hash} ".encode() + self.body + f" {self.hash}\n".encode()
+        """Return the stored line: ``tfaudit1 <seq> <prev_hash> <body> <hash>`` and a newline."""
+        return ENTRY_TAG + f"{self.seq} {self.prev_hash} ".encode() + self.body + f" {self.hash}\n".encode()
 
     @property
     def subject(self) -> str | None:
@@ -176,9 +178,11 @@ class Entry:
         """Return the entry stored in ``line`` (without checking its hash; see verification).
 
         Raises:
-            ValueError: if the line is not ``<seq> <prev_hash> <body> <hash>``.
+            ValueError: if the line is not ``tfaudit1 <seq> <prev_hash> <body> <hash>``.
         """
-        head, _, digest = line.rstrip(b"\n").rpartition(b" ")
+        if not line.startswith(ENTRY_TAG):
+            raise ValueError(f"does not start with {ENTRY_TAG.decode().strip()!r}")
+        head, _, digest = line[len(ENTRY_TAG) :].rstrip(b"\n").rpartition(b" ")
         parts = head.split(b" ", 2)
         if len(parts) != 3 or len(digest) != 64:
             raise ValueError("not '<seq> <prev_hash> <body> <hash>'")
@@ -251,7 +255,11 @@ def _segment_head(store: ObjectStore, key: str, data: bytes) -> Head:
         raise AuditError(f"the audit segment {store.describe(key)} is empty")
     last = lines[-1]
     try:
-        return Head(int(last[: last.index(b" ")]), last[-64:].decode("ascii"), key)
+        if not last.startswith(ENTRY_TAG):
+            raise ValueError("no tag")
+        return Head(
+            int(last[len(ENTRY_TAG) : last.index(b" ", len(ENTRY_TAG))]), last[-64:].decode("ascii"), key
+        )
     except (IndexError, ValueError) as error:
         raise AuditError(
             f"the audit segment {store.describe(key)} ends in a damaged line; "

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tradeflow.audit.chain import (
     CHECKPOINT_PREFIX,
-    ENTRY_DOMAIN,
+    ENTRY_TAG,
     GENESIS_HASH,
     Entry,
     segment_first_seq,
@@ -41,14 +41,15 @@ from tradeflow.audit.signing import Checkpoint
 from tradeflow.storage.objectstore import ObjectStore
 
 MAX_PROBLEMS = 20
-_BASE = hashlib.sha256(ENTRY_DOMAIN)
+_BASE = hashlib.sha256(ENTRY_TAG)
+_TAG_LENGTH = len(ENTRY_TAG)
 _GENESIS = GENESIS_HASH.encode()
 #: A fork is recognised when an entry links to one of this many entries before it.
 FORK_WINDOW = 10_000
 
 #: The kinds of damage verification names.
 DAMAGE = {
-    "malformed": "a stored line is not '<seq> <prev_hash> <body> <hash>' (bytes changed or cut)",
+    "malformed": "a stored line is not 'tfaudit1 <seq> <prev_hash> <body> <hash>' (bytes changed or cut)",
     "content_edited": "the entry's bytes no longer hash to its recorded hash (payload or field edited)",
     "hash_edited": "the entry's recorded hash was changed (its content hashes to what the next links to)",
     "missing": "entries are missing from the middle of the chain (deleted)",
@@ -159,14 +160,18 @@ def _intact(lines: list[bytes], expected: int, prev: bytes | None) -> bool:
     verification run close to the speed of SHA-256 itself. Any doubt returns False, and the
     line-by-line walk then finds and names the damage.
     """
-    prefixes = [b"%d " % seq for seq in range(expected, expected + len(lines))]
+    prefixes = [b"tfaudit1 %d " % seq for seq in range(expected, expected + len(lines))]
     if not all(map(bytes.startswith, lines, prefixes)):
         return False
-    sha256, domain = hashlib.sha256, ENTRY_DOMAIN
+    sha256 = hashlib.sha256
     digests = [line[-64:] for line in lines]
-    if [sha256(domain + line[:-64]).hexdigest().encode() for line in lines] != digests:
+    if [sha256(line[:-64]).hexdigest().encode() for line in lines] != digests:
         return False
-    links = [line[len(prefix) : len(prefix) + 64] for line, prefix in zip(lines, prefixes, strict=True)]
+    start = len(prefixes[0])
+    if start == len(prefixes[-1]):  # one width of seq in the whole segment: one slice for all
+        links = [line[start : start + 64] for line in lines]
+    else:
+        links = [line[len(prefix) : len(prefix) + 64] for line, prefix in zip(lines, prefixes, strict=True)]
     if links[1:] != digests[:-1]:
         return False
     if expected == 1:
@@ -188,7 +193,7 @@ def _accept(
             scan.seen[seq] = lines[seq - first][-64:].decode("latin-1")
     for offset, line in enumerate(lines if refs is not None else []):
         if refs is not None and b'"refs"' in line:
-            space = line.find(b" ")
+            space = line.find(b" ", _TAG_LENGTH)
             try:
                 payload = json.loads(line[space + 66 : -65])["payload"]
             except (ValueError, KeyError, TypeError):
@@ -219,6 +224,11 @@ def _check_lines(
         scan.add("malformed", expected, key, "the segment does not end with a newline (cut short or edited)")
     if lines and _intact(lines, expected, prev):  # the common case, checked a list at a time
         return _accept(scan, key, lines, expected, refs if b'"refs"' in data else None)
+    # Line by line, to name the damage. The tag is taken off each line here (the hash still
+    # covers it: the hasher starts from it); a line without it cannot be read at all.
+    lines = [line[_TAG_LENGTH:] if line.startswith(ENTRY_TAG) else b"" for line in lines]
+    if upcoming is not None:
+        upcoming = upcoming[_TAG_LENGTH:] if upcoming.startswith(ENTRY_TAG) else b""
     copy = _BASE.copy
     recent = scan.recent
     report = scan.report
@@ -259,7 +269,10 @@ def _check_lines(
             following = lines[index + 1] if index + 1 < count else upcoming
             if len(line) < space + 132 or line[space + 65 : space + 66] != b" " or line[-65:-64] != b" ":
                 scan.add(
-                    "malformed", expected, key, f"line {index + 1} is not '<seq> <prev_hash> <body> <hash>'"
+                    "malformed",
+                    expected,
+                    key,
+                    f"line {index + 1} is not 'tfaudit1 <seq> <prev_hash> <body> <hash>'",
                 )
             elif _prev_of(following) == computed:
                 scan.add("hash_edited", expected, key, "the recorded hash was changed; the content is intact")
@@ -377,7 +390,7 @@ def _hash_at(store: ObjectStore, keys: list[str], seq: int) -> str | None:
     if holder is None:
         return None
     for line in store.get(holder).splitlines():
-        if line.startswith(b"%d " % seq) and len(line) > 64:
+        if line.startswith(ENTRY_TAG + b"%d " % seq) and len(line) > 64:
             return line[-64:].decode("latin-1")
     return None
 
