@@ -19,10 +19,12 @@ covered by that checkpoint's signature.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -395,6 +397,57 @@ def _hash_at(store: ObjectStore, keys: list[str], seq: int) -> str | None:
     return None
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while segments are scanned.
+
+    The scan allocates a few objects per entry and creates no reference cycles; with the
+    collector on, its generation-0 passes (every 700 allocations) cost about a fifth of the time.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _scan_segments(
+    scan: _Scan,
+    store: ObjectStore,
+    keys: list[str],
+    start_index: int,
+    expected: int,
+    prev: bytes | None,
+    refs: list[tuple[int, str, dict[str, Any]]],
+    trusted: tuple[int, str] | None,
+) -> tuple[int, bytes | None]:
+    """Verify the segments from ``start_index`` on; return the next expected seq and the last hash."""
+    report = scan.report
+    datas: dict[int, bytes] = {}
+    for index in range(start_index, len(keys)):
+        key = keys[index]
+        first = segment_first_seq(key)
+        if first is not None and first > expected and not (report.entries == 0 and trusted is not None):
+            scan.add(
+                "missing", expected, key, f"entries {expected}..{first - 1} are missing (segment deleted?)"
+            )
+            expected, prev = first, None
+        elif first != expected:
+            scan.add(
+                "segment_name", expected, key, f"named for entry {first} where entry {expected} comes next"
+            )
+        data = datas.pop(index, None) or store.get(key)
+        report.bytes += len(data)
+        upcoming = None
+        if index + 1 < len(keys):
+            datas[index + 1] = store.get(keys[index + 1])
+            upcoming = datas[index + 1].split(b"\n", 1)[0]
+        expected, prev = _check_lines(scan, key, data, expected, prev, refs, upcoming)
+    return expected, prev
+
+
 def verify_chain(
     store: ObjectStore,
     public_keys: Mapping[str, Ed25519PublicKey],
@@ -444,26 +497,8 @@ def verify_chain(
     report.start_seq = expected
 
     refs: list[tuple[int, str, dict[str, Any]]] = []
-    datas: dict[int, bytes] = {}
-    for index in range(start_index, len(keys)):
-        key = keys[index]
-        first = segment_first_seq(key)
-        if first is not None and first > expected and not (report.entries == 0 and trusted is not None):
-            scan.add(
-                "missing", expected, key, f"entries {expected}..{first - 1} are missing (segment deleted?)"
-            )
-            expected, prev = first, None
-        elif first != expected:
-            scan.add(
-                "segment_name", expected, key, f"named for entry {first} where entry {expected} comes next"
-            )
-        data = datas.pop(index, None) or store.get(key)
-        report.bytes += len(data)
-        upcoming = None
-        if index + 1 < len(keys):
-            datas[index + 1] = store.get(keys[index + 1])
-            upcoming = datas[index + 1].split(b"\n", 1)[0]
-        expected, prev = _check_lines(scan, key, data, expected, prev, refs, upcoming)
+    with _collector_paused():
+        expected, prev = _scan_segments(scan, store, keys, start_index, expected, prev, refs, trusted)
     report.head_seq = expected - 1
     report.head_hash = prev.decode("latin-1") if prev else ""
 
