@@ -1,6 +1,6 @@
 """tradeflow benchmarks: ``python -m bench`` (or ``make bench``).
 
-Two questions, answered with numbers against the local simulated venues:
+Four questions, answered with numbers against the local simulated venues:
 
 1. Throughput: what does the whole ``ingest-market-data`` flow (fetch, parse, store, manifest,
    under Prefect) cost compared with a bare loop of ccxt ``fetch_ohlcv`` calls over the very
@@ -10,6 +10,9 @@ Two questions, answered with numbers against the local simulated venues:
 3. Validation: what do the Great Expectations candle and cross-venue suites cost on one venue's
    batch of 1m candles (one day, 90 days, per million candles), and does validating a day cost
    less than fetching it?
+4. Audit chain: how fast entries are appended (local and S3, batched or not), how close
+   verification comes to the bare SHA-256 work (goal: within 3x), and what share of an
+   ingestion run the chain costs (goal: under 5 %).
 
 Modules:
     cli: argument parsing and the order of the sections.
