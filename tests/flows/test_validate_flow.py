@@ -17,6 +17,7 @@ from tradeflow.storage.objectstore import open_store
 MINUTE = 60_000
 HOUR = 60 * MINUTE
 
+
 def _batches(run, timeframe="1m"):
     return {
         (g["symbol"], b["venue"]): b
