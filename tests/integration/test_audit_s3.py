@@ -172,7 +172,8 @@ def test_checkpoints_in_an_object_lock_bucket_cannot_be_deleted_or_replaced(
     assert "not a trusted key" in report.first_problem.detail
 
 
-def test_a_cut_tail_is_caught_by_a_locked_checkpoint(moto_server, s3_bucket, lock_bucket, s3) -> None:
+def chain_with_cut_tail(moto_server, s3_bucket, lock_bucket, s3):
+    """A chain on S3 with checkpoints in the Object Lock bucket, its last two entries deleted."""
     chain_store = open_store(f"s3://{s3_bucket}/lake", s3_endpoint_url=moto_server)
     lock_store = open_store(
         f"s3://{lock_bucket}/checkpoints", s3_endpoint_url=moto_server, object_lock_days=1
@@ -181,6 +182,11 @@ def test_a_cut_tail_is_caught_by_a_locked_checkpoint(moto_server, s3_bucket, loc
     write_chain(chain_store, key, checkpoint_store=lock_store, prefix="")
     for seq in (11, 12):
         s3.delete_object(Bucket=s3_bucket, Key=f"lake/{chain.segment_key(seq)}")
+    return chain_store, lock_store, trusted
+
+
+def test_a_cut_tail_is_caught_by_a_locked_checkpoint(moto_server, s3_bucket, lock_bucket, s3) -> None:
+    chain_store, lock_store, trusted = chain_with_cut_tail(moto_server, s3_bucket, lock_bucket, s3)
     version = s3.head_object(Bucket=lock_bucket, Key="checkpoints/000000000012.json")["VersionId"]
     with pytest.raises(ClientError):
         s3.delete_object(Bucket=lock_bucket, Key="checkpoints/000000000012.json", VersionId=version)
@@ -190,14 +196,7 @@ def test_a_cut_tail_is_caught_by_a_locked_checkpoint(moto_server, s3_bucket, loc
 
 
 def test_a_delete_marker_does_not_hide_a_locked_checkpoint(moto_server, s3_bucket, lock_bucket, s3) -> None:
-    chain_store = open_store(f"s3://{s3_bucket}/lake", s3_endpoint_url=moto_server)
-    lock_store = open_store(
-        f"s3://{lock_bucket}/checkpoints", s3_endpoint_url=moto_server, object_lock_days=1
-    )
-    key, trusted = keypair()
-    write_chain(chain_store, key, checkpoint_store=lock_store, prefix="")
-    for seq in (11, 12):
-        s3.delete_object(Bucket=s3_bucket, Key=f"lake/{chain.segment_key(seq)}")
+    chain_store, lock_store, trusted = chain_with_cut_tail(moto_server, s3_bucket, lock_bucket, s3)
     marker = s3.delete_object(Bucket=lock_bucket, Key="checkpoints/000000000012.json")  # no VersionId
     assert marker["DeleteMarker"] is True
     versions = s3.list_object_versions(Bucket=lock_bucket, Prefix="checkpoints/000000000012.json")

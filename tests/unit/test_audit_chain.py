@@ -363,18 +363,23 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Chain, dict[Path, b
     return built, files
 
 
-@settings(max_examples=300, deadline=None)
-@given(data=st.data())
-def test_any_single_byte_change_to_a_segment_is_detected(small, data) -> None:
-    built, files = small
-    segments = [p for p in files if p.suffix == ".log"]
-    path = data.draw(st.sampled_from(segments), label="segment")
+def change_one_byte(data: st.DataObject, files: dict[Path, bytes], suffix: str) -> tuple[Path, bytes, bytes]:
+    """Overwrite one drawn byte of one drawn file with ``suffix``; return it, the old and new bytes."""
+    path = data.draw(st.sampled_from([p for p in files if p.suffix == suffix]), label="file")
     original = files[path]
     position = data.draw(st.integers(0, len(original) - 1), label="position")
     value = data.draw(st.integers(0, 255).filter(lambda b: b != original[position]), label="byte")
     changed = bytearray(original)
     changed[position] = value
     path.write_bytes(bytes(changed))
+    return path, original, bytes(changed)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_any_single_byte_change_to_a_segment_is_detected(small, data) -> None:
+    built, files = small
+    path, original, _ = change_one_byte(data, files, ".log")
     try:
         report = built.verify()
         note(str([p.describe() for p in report.problems]))
@@ -404,18 +409,11 @@ def same_checkpoint(new: bytes, old: bytes) -> bool:
 @given(data=st.data())
 def test_any_meaningful_single_byte_change_to_a_checkpoint_is_detected(small, data) -> None:
     built, files = small
-    checkpoints = [p for p in files if p.suffix == ".json"]
-    path = data.draw(st.sampled_from(checkpoints), label="checkpoint")
-    original = files[path]
-    position = data.draw(st.integers(0, len(original) - 1), label="position")
-    value = data.draw(st.integers(0, 255).filter(lambda b: b != original[position]), label="byte")
-    changed = bytearray(original)
-    changed[position] = value
-    path.write_bytes(bytes(changed))
+    path, original, changed = change_one_byte(data, files, ".json")
     try:
         report = built.verify()
         note(str([p.describe() for p in report.problems]))
-        assert not report.ok or same_checkpoint(bytes(changed), original)
+        assert not report.ok or same_checkpoint(changed, original)
         if not report.ok:
             assert report.first_problem.kind in {"bad_signature", "bad_checkpoint"}
             assert report.first_problem.key == str(path.relative_to(built.root))
