@@ -436,6 +436,80 @@ class ValidationConfig(_Section):
         return self.policies.get(check, DEFAULT_CHECK_POLICIES[check])
 
 
+class FeaturesConfig(_Section):
+    """Which feature set is built from a snapshot's curated candles."""
+
+    name: str = Field(default="default", description="Feature set name (recorded with its hash).")
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Overrides of the feature set's parameters (periods, windows, timeframes ...); "
+        "`tradeflow features show` lists them. Any change gives a new feature set hash.",
+    )
+
+
+ModelName = Literal["lightgbm", "logistic", "random_forest"]
+
+
+class TrainingConfig(_Section):
+    """Labels, walk-forward evaluation, models and promotion."""
+
+    target: str = Field(
+        default="direction_4h", description="Prediction target; one MLflow experiment per target."
+    )
+    label: Literal["direction", "triple_barrier"] = Field(
+        default="direction",
+        description="direction: sign of the forward return net of fees; "
+        "triple_barrier: take-profit, stop or time.",
+    )
+    horizon_minutes: int = Field(default=240, ge=1, description="Label horizon (default 4 h).")
+    fee_rate: float = Field(default=0.001, ge=0, lt=0.1, description="Fee per side, as a fraction.")
+    take_profit: float = Field(default=0.02, gt=0, description="Triple barrier: take-profit move.")
+    stop_loss: float = Field(default=0.01, gt=0, description="Triple barrier: stop move.")
+    folds: int = Field(default=4, ge=2, le=50, description="Walk-forward test folds.")
+    window: Literal["expanding", "sliding"] = Field(default="expanding", description="Training window.")
+    embargo_minutes: int = Field(
+        default=60, ge=0, description="Embargo between training data and each test fold, beyond purging."
+    )
+    row_step: int = Field(
+        default=15, ge=1, description="Train on every N-th minute (1m rows overlap heavily at a 4 h horizon)."
+    )
+    models: list[ModelName] = Field(
+        default_factory=lambda: ["lightgbm", "logistic", "random_forest"],
+        min_length=1,
+        description="Models trained side by side.",
+    )
+    calibration_fraction: float = Field(
+        default=0.2, gt=0, lt=0.5, description="Last part of each training fold held out to calibrate."
+    )
+    promotion_metric: Literal["roc_auc", "log_loss", "brier", "sharpe"] = Field(
+        default="roc_auc", description="Out-of-sample metric a challenger must beat the champion on."
+    )
+    promotion_margin: float = Field(
+        default=0.005, ge=0, description="By how much (absolute) the challenger must beat the champion."
+    )
+    live_hit_rate_floor: float = Field(
+        default=0.55, ge=0, le=1, description="A model whose live hit rate falls below this is flagged."
+    )
+    live_window: int = Field(default=200, ge=10, description="Live predictions the hit rate is taken over.")
+    auto_disable: bool = Field(default=True, description="Disable a flagged model automatically.")
+
+
+class MlflowConfig(_Section):
+    """Experiment tracking and the model registry."""
+
+    tracking_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking URI; default sqlite:///<data_dir>/mlflow.db "
+        "(a server URL in production).",
+    )
+    artifact_location: str | None = Field(
+        default=None, description="Where new experiments keep artifacts; default <data_dir>/mlartifacts."
+    )
+    registered_model: str = Field(
+        default="tradeflow-{target}", description="Registered model name; {target} is the training target."
+    )
+
+
 class AuditConfig(_Section):
     """The hash-chained audit log and its signed checkpoints."""
 
@@ -507,6 +581,9 @@ class Settings(BaseSettings):
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     venues: list[VenueConfig] = Field(default_factory=_default_venues, min_length=1)
 
     @classmethod
