@@ -17,7 +17,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 
-.PHONY: help setup run test bench lint ui chaos clean
+.PHONY: help setup run test bench lint ui mlflow chaos clean
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
@@ -46,6 +46,9 @@ lint: setup ## ruff, mypy (strict on the core) and import-linter layering contra
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports
+
+mlflow: setup ## The MLflow UI on http://127.0.0.1:5000, over this project's tracking store
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/data/mlflow.db --host 127.0.0.1 --port 5000
 
 ui: setup ## The Prefect UI on http://127.0.0.1:4200, over this project's runs
 	$(VENV)/bin/prefect server start --host 127.0.0.1

@@ -19,6 +19,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+#: The registry aliases.
+CHAMPION_ALIAS, CHALLENGER_ALIAS = "champion", "challenger"
+
 #: Metrics where lower is better; the others are higher-is-better.
 LOWER_IS_BETTER = frozenset({"log_loss", "brier"})
 

@@ -27,7 +27,9 @@ import mlflow.sklearn
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
-CHAMPION, CHALLENGER = "champion", "challenger"
+from tradeflow.config import Settings
+
+CHAMPION, CHALLENGER = "champion", "challenger"  # the registry aliases
 
 
 @dataclass(frozen=True)
@@ -280,6 +282,9 @@ class MlflowTracker:
             info = mlflow.sklearn.log_model(
                 outcome.final_model,
                 name="model",
+                # skops refuses LightGBM's and the calibrator's classes unless each is trusted by
+                # name; the model is loaded by this project from its own registry.
+                serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
                 signature=signature,
                 input_example=example,
                 pip_requirements=pip_requirements(),
@@ -324,6 +329,19 @@ class MlflowTracker:
             return []
         return sorted(found, key=lambda v: int(v.version), reverse=True)  # versions are str or int
 
+    def aliases(self) -> dict[str, list[str]]:
+        """Return the aliases of each version (version -> aliases)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            model = self.client.get_registered_model(self.registered_model)
+        except MlflowException:
+            return {}
+        found: dict[str, list[str]] = {}
+        for alias, version in (model.aliases or {}).items():
+            found.setdefault(str(version), []).append(alias)
+        return found
+
     def tag_version(self, version: str, key: str, value: str) -> None:
         """Set a tag on one model version."""
         self.client.set_model_version_tag(self.registered_model, version, key, value)
@@ -331,3 +349,17 @@ class MlflowTracker:
     def run_metrics(self, run_id: str) -> dict[str, float]:
         """Return a run's metrics."""
         return dict(self.client.get_run(run_id).data.metrics)
+
+
+def tracking_uri(settings: Settings) -> str:
+    """Return the configured tracking URI, or the default SQLite store in the data folder."""
+    configured = settings.mlflow.tracking_uri
+    return configured or f"sqlite:///{(settings.data_dir.resolve() / 'mlflow.db').as_posix()}"
+
+
+def tracker_from_settings(settings: Settings) -> MlflowTracker:
+    """Return the tracker the config names (always an explicit URI; local artifacts by default)."""
+    artifacts = settings.mlflow.artifact_location or (settings.data_dir.resolve() / "mlartifacts").as_uri()
+    name = settings.mlflow.registered_model.format(target=settings.training.target)
+    settings.data_dir.resolve().mkdir(parents=True, exist_ok=True)
+    return MlflowTracker(tracking_uri(settings), artifacts, name)

@@ -42,6 +42,10 @@ audit_app = typer.Typer(
 app.add_typer(lake_app, name="lake")
 app.add_typer(snapshot_app, name="snapshot")
 app.add_typer(audit_app, name="audit")
+models_app = typer.Typer(
+    help="Registered models: list, compare, promote (the MLflow registry).", no_args_is_help=True
+)
+app.add_typer(models_app, name="models")
 
 # Off a terminal (CI logs, pipes) rich assumes 80 columns, too narrow for the summary table.
 console = Console() if sys.stdout.isatty() else Console(width=160)
@@ -245,13 +249,14 @@ def _print_validation(result: dict[str, Any]) -> None:
 @app.command()
 def run(config: ConfigOption = None, faults: FaultsOption = None, end: EndOption = None,
         storage: StorageOption = None) -> None:  # fmt: skip
-    """Run the main job: ingest, validate and curate, snapshot, verify the audit chain; report."""
+    """Run the main job: ingest, validate, snapshot, train and compare models, verify the audit chain."""
     settings = _settings(config, faults, storage)
     started = time.monotonic()
     result = _run_ingest(settings, config, end, progress=sys.stdout.isatty())
     _print_summary(result, settings)
     _run_validation(config)
     snapshot = _run_snapshot(config)["snapshot"]
+    _run_training(config, snapshot["snapshot_id"])
     report = _verify(settings, full=False, objects=True)
     _print_verify(report)
     short = snapshot["snapshot_id"][:12]
@@ -261,6 +266,8 @@ def run(config: ConfigOption = None, faults: FaultsOption = None, end: EndOption
         f"  • [cyan]tradeflow snapshot show {short}[/]   what the snapshot froze, per series\n"
         f"  • [cyan]tradeflow audit explain {short}[/]  its lineage back to the raw ingest batches\n"
         "  • [cyan]tradeflow audit log[/]         the newest audit entries ([cyan]audit verify[/]: all)\n"
+        "  • [cyan]tradeflow models compare[/]    the models side by side; [cyan]make mlflow[/] opens the\n"
+        "                               MLflow UI (http://127.0.0.1:5000): runs, fold runs, plots\n"
         "  • [cyan]tradeflow validate FILE[/]     the same suites on any candle file (Parquet or CSV)\n"
         "  • [cyan]make ui[/]                    the Prefect UI (http://127.0.0.1:4200): the flow runs,\n"
         "                               their tasks and artifacts (summaries, the audit trail)\n"
@@ -853,6 +860,244 @@ def audit_keygen() -> None:
     print(f"private key: {private_key_text(key)}")
     print(f"public key:  {public_key_text(key.public_key())}")
     print(f"key id:      {key_id(key.public_key())}")
+
+
+# --- features and training ----------------------------------------------------------------------
+
+features_app = typer.Typer(help="Feature matrices built from snapshots.", no_args_is_help=True)
+app.add_typer(features_app, name="features")
+
+
+@features_app.command("build")
+def features_build(
+    snapshot: Annotated[str, typer.Option(help="A snapshot id, a unique prefix, or 'latest'.")] = "latest",
+    config: ConfigOption = None,
+) -> None:
+    """Build the feature matrix of a snapshot (runs the build-features flow); reuse it if stored."""
+    _settings(config)
+    _run_features(config, snapshot)
+
+
+def _run_features(config: Path | None, snapshot: str) -> dict[str, Any]:
+    from flows.features import build_features
+    from tradeflow.features.store import matrix_summary
+
+    with console.status("Building features: indicators, 5m/15m/1h/4h bars, volume profile, regime ..."):
+        result: dict[str, Any] = _snapshot_or_exit(
+            lambda: build_features(config_path=str(config) if config else None, snapshot=snapshot)
+        )
+    manifest = result["manifest"]
+    state = "Reused" if manifest.get("reused") else f"Built in {manifest['build_seconds']:.1f} s:"
+    console.print(f"[bold green]Features[/] {state} {matrix_summary(manifest)}")
+    return result
+
+
+@features_app.command("show")
+def features_show(config: ConfigOption = None) -> None:
+    """Print the configured feature set's parameters and hash (`[features] params` overrides them)."""
+    settings = _settings(config)
+    from tradeflow.features.store import feature_spec
+
+    spec = feature_spec(settings)
+    console.print_json(data=spec.definition())
+    console.print(f"feature set {spec.name} version {spec.version}: hash {spec.hash}")
+
+
+@app.command()
+def train(
+    snapshot: Annotated[str, typer.Option(help="A snapshot id, a unique prefix, or 'latest'.")] = "latest",
+    config: ConfigOption = None,
+) -> None:
+    """Train and compare the models walk-forward on a snapshot, track them in MLflow, promote the best."""
+    _settings(config)
+    _run_training(config, snapshot)
+
+
+def _run_training(config: Path | None, snapshot: str) -> dict[str, Any]:
+    from flows.training import train_models
+    from tradeflow.features.store import matrix_summary
+
+    with console.status("Training: features, labels, walk-forward folds, three models, MLflow ..."):
+        result: dict[str, Any] = _snapshot_or_exit(
+            lambda: train_models(config_path=str(config) if config else None, snapshot=snapshot)
+        )
+    features = result["features"]
+    state = "reused" if features.get("reused") else f"built in {features['build_seconds']:.1f} s"
+    console.print(f"[bold green]Features[/] ({state}): {matrix_summary(features)}")
+    _print_training(result["training"])
+    return result
+
+
+def _print_training(summary: dict[str, Any]) -> None:
+    record, decision = summary["record"], summary["decision"]
+    table = Table(title=f"Walk-forward, out of sample ({summary['folds']} folds, {summary['rows']:,} rows)",
+                  header_style="bold")  # fmt: skip
+    for column in ("model", "version", "ROC AUC", "log loss", "Brier", "accuracy", "Sharpe after fees"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for model in record["models"]:
+        o = model["overall"]
+        style = "bold green" if model["version"] == summary["champion"] else ""
+        values = [f"{o['roc_auc']:.4f}", f"{o['log_loss']:.4f}", f"{o['brier']:.4f}", f"{o['accuracy']:.3f}",
+                  f"{o['sharpe']:.2f}"]  # fmt: skip
+        table.add_row(model["name"], model["version"], *values, style=style)
+    console.print(table)
+    verdict = "[green]promoted to champion[/]" if decision["promote"] else "[yellow]not promoted[/]"
+    console.print(f"Best of this run: v{decision['challenger']}, {verdict}: {decision['reason']}.")
+    console.print(f"Champion: v{summary['champion']} of {summary['registered_model']}. MLflow run "
+                  f"{record['parent_run_id'][:12]} in {summary['tracking_uri']} "
+                  "([cyan]make mlflow[/]).")  # fmt: skip
+
+
+# --- models -------------------------------------------------------------------------------------
+
+
+def _tracker(settings: Settings) -> Any:
+    from models.tracking import tracker_from_settings
+
+    return tracker_from_settings(settings)
+
+
+def _version_row(version: Any, aliases: dict[str, list[str]]) -> dict[str, str]:
+    tags = dict(version.tags or {})
+    return {
+        "version": str(version.version),
+        "model": tags.get("tradeflow.model", "?"),
+        "aliases": ", ".join(sorted(aliases.get(str(version.version), []))),
+        "created (UTC)": iso(int(version.creation_timestamp)),
+        "snapshot": tags.get("tradeflow.snapshot_id", "")[:12],
+        "OOS AUC": tags.get("oos_roc_auc", "-"),
+        "OOS log loss": tags.get("oos_log_loss", "-"),
+        "OOS Sharpe": tags.get("oos_sharpe", "-"),
+        "disabled": tags.get("tradeflow.disabled", ""),
+    }
+
+
+@models_app.command("list")
+def models_list(config: ConfigOption = None) -> None:
+    """List every registered version of the target's model, with aliases and out-of-sample scores."""
+    settings = _settings(config)
+    tracker = _tracker(settings)
+    versions = tracker.versions()
+    if not versions:
+        console.print(f"No model versions of {tracker.registered_model} yet: run [cyan]make run[/] or "
+                      "[cyan]tradeflow train[/].")  # fmt: skip
+        return
+    rows = [_version_row(v, tracker.aliases()) for v in versions]
+    table = Table(title=f"{tracker.registered_model} ({tracker.tracking_uri})", header_style="bold")
+    for column in rows[0]:
+        table.add_column(column, justify="right" if column.startswith(("OOS", "version")) else "left")
+    for row in rows:
+        style = "bold green" if "champion" in row["aliases"] else ("dim" if row["disabled"] else "")
+        table.add_row(*row.values(), style=style)
+    console.print(table)
+
+
+@models_app.command("compare")
+def models_compare(
+    versions: Annotated[list[str] | None, typer.Argument(
+        help="Versions to compare; default: champion, challenger and the newest run's models.")] = None,
+    config: ConfigOption = None,
+) -> None:  # fmt: skip
+    """Compare model versions side by side: out-of-sample metrics, and per fold when they share a run."""
+    settings = _settings(config)
+    tracker = _tracker(settings)
+    found = {str(v.version): v for v in tracker.versions()}
+    if not found:
+        console.print("No model versions yet: run [cyan]make run[/] first.")
+        return
+    wanted = versions or []
+    if not wanted:
+        newest_run = next(iter(found.values())).tags.get("tradeflow.training_run")
+        wanted = [k for k, v in found.items() if v.tags.get("tradeflow.training_run") == newest_run]
+        for alias in ("champion", "challenger"):
+            holder = tracker.version_by_alias(alias)
+            if holder is not None and str(holder.version) not in wanted:
+                wanted.append(str(holder.version))
+    missing = [w for w in wanted if w not in found]
+    if missing:
+        err_console.print(f"[bold red]No such version:[/] {', '.join(missing)} (have {', '.join(found)})")
+        raise typer.Exit(1)
+    metrics = ("roc_auc", "log_loss", "brier", "accuracy", "precision", "recall", "sharpe")
+    table = Table(title=f"{tracker.registered_model}: out of sample", header_style="bold")
+    table.add_column("metric")
+    for name in wanted:
+        version = found[name]
+        aliases = ", ".join(tracker.aliases().get(name, []))
+        label = f"v{name} {version.tags.get('tradeflow.model', '')}" + (f" ({aliases})" if aliases else "")
+        table.add_column(label, justify="right")
+    for metric in metrics:
+        table.add_row(metric, *[found[n].tags.get(f"oos_{metric}", "-") for n in wanted])
+    table.add_row("snapshot", *[found[n].tags.get("tradeflow.snapshot_id", "")[:12] for n in wanted])
+    table.add_row("feature set", *[found[n].tags.get("tradeflow.feature_set_hash", "")[:12] for n in wanted])
+    console.print(table)
+    runs = {found[n].tags.get("tradeflow.training_run") for n in wanted}
+    if len(runs) == 1 and None not in runs:
+        console.print(
+            "These versions come from one training run: the same folds, so the numbers compare fairly."
+        )
+    else:
+        console.print(
+            "[yellow]These versions come from different training runs (different folds or data).[/]"
+        )
+
+
+@models_app.command("promote")
+def models_promote(
+    version: Annotated[str, typer.Argument(help="The version to make champion.")],
+    reason: Annotated[str, typer.Option(help="Why (recorded in the registry and the audit chain).")],
+    config: ConfigOption = None,
+) -> None:
+    """Make a version the champion by hand; the decision and its reason go to the audit chain."""
+    settings = _settings(config)
+    tracker = _tracker(settings)
+    from models.training import promote_by_hand
+
+    try:
+        entry = promote_by_hand(settings, tracker, version, reason)
+    except LookupError as error:
+        err_console.print(f"[bold red]Error:[/] {error}")
+        raise typer.Exit(1) from None
+    console.print(f"[green]v{version} is now the champion[/] of {tracker.registered_model}; audit entry "
+                  f"#{entry.seq} ({entry.kind}).")  # fmt: skip
+
+
+@models_app.command("live")
+def models_live(
+    snapshot: Annotated[str, typer.Option(help="A snapshot id, a unique prefix, or 'latest'.")] = "latest",
+    config: ConfigOption = None,
+) -> None:
+    """Check the champion's hit rate on data newer than its training; flag (and disable) it under the floor.
+
+    Uses the snapshot's feature matrix (build it with `tradeflow features build`). The floor,
+    window and automatic disabling are `training.live_hit_rate_floor`, `live_window`, `auto_disable`.
+    """
+    settings = _settings(config)
+    from models.training import audit_log, check_live, labels_for
+    from tradeflow.bootstrap import build_store
+    from tradeflow.features.store import load_features, snapshot_candles
+    from tradeflow.snapshot import Snapshot
+
+    tracker = _tracker(settings)
+    store = build_store(settings)
+    opened = _snapshot_or_exit(lambda: Snapshot.open(store, snapshot))
+    try:
+        matrix = load_features(store, settings, opened.id)
+    except LookupError as error:
+        err_console.print(
+            f"[bold red]Error:[/] {error} (or `tradeflow features build --snapshot {opened.id[:12]}`)"
+        )
+        raise typer.Exit(1) from None
+    labels = labels_for(settings.training, snapshot_candles(opened, sorted(matrix["symbol"].unique())))
+    check, items = check_live(settings, tracker, matrix, labels)
+    if items:
+        log = audit_log(settings)
+        log.append_many(items)
+        log.checkpoint()
+    colour = "red" if check.disabled or (check.status and check.status.below_floor) else "green"
+    disabled = " — [bold red]disabled[/]: signals will run without it" if check.disabled else ""
+    console.print(f"Champion v{check.version}: [{colour}]{check.reason}[/]{disabled}")
+    if check.status is not None and check.status.below_floor:
+        raise typer.Exit(1)
 
 
 def main() -> None:

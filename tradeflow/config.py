@@ -450,6 +450,10 @@ class FeaturesConfig(_Section):
 ModelName = Literal["lightgbm", "logistic", "random_forest"]
 
 
+def _default_models() -> list[ModelName]:
+    return ["lightgbm", "logistic", "random_forest"]
+
+
 class TrainingConfig(_Section):
     """Labels, walk-forward evaluation, models and promotion."""
 
@@ -474,7 +478,7 @@ class TrainingConfig(_Section):
         default=15, ge=1, description="Train on every N-th minute (1m rows overlap heavily at a 4 h horizon)."
     )
     models: list[ModelName] = Field(
-        default_factory=lambda: ["lightgbm", "logistic", "random_forest"],
+        default_factory=_default_models,
         min_length=1,
         description="Models trained side by side.",
     )
