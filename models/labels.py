@@ -134,7 +134,7 @@ def triple_barrier_labels(
     that runs past the end of the data without a touch. Candles are assumed one minute apart.
 
     The scan works in blocks of rows over a dense one-minute grid (NumPy sliding windows), so half
-    a million candles with a four-hour limit take a couple of seconds.
+    a million candles with a four-hour limit take about a second.
 
     Args:
         candles: One symbol's candles with ``timestamp``, ``high``, ``low`` and ``close``.
