@@ -9,6 +9,8 @@ registered model per target.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import tempfile
@@ -289,13 +291,15 @@ class MlflowTracker:
                 input_example=example,
                 pip_requirements=pip_requirements(),
             )
-            version = mlflow.register_model(
-                info.model_uri,
-                self.registered_model,
-                tags=context.tags()
-                | {"tradeflow.model": outcome.name, "tradeflow.spec_id": outcome.spec_id}
-                | {f"oos_{k}": f"{v:.6g}" for k, v in _metrics("", outcome.overall).items()},
-            )
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                # register_model prints "Successfully registered ..." itself; the CLI says it better.
+                version = mlflow.register_model(
+                    info.model_uri,
+                    self.registered_model,
+                    tags=context.tags()
+                    | {"tradeflow.model": outcome.name, "tradeflow.spec_id": outcome.spec_id}
+                    | {f"oos_{k}": f"{v:.6g}" for k, v in _metrics("", outcome.overall).items()},
+                )
             return LoggedModel(outcome.name, run.info.run_id, str(version.version), dict(outcome.overall),
                                outcome.spec_id)  # fmt: skip
 

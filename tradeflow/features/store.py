@@ -109,7 +109,7 @@ def snapshot_books(snapshot: Snapshot, symbols: Iterable[str]) -> dict[str, pd.D
 
 def matrix_summary(manifest: Mapping[str, Any]) -> str:
     """Return one line for people: rows, symbols, feature count, ids."""
-    features = len(manifest["columns"]) - 2
+    features = len([c for c in manifest["columns"] if c not in ("symbol", "timestamp", "regime")])
     return (
         f"{manifest['rows']:,} rows × {features} features for {', '.join(manifest['symbols'])} "
         f"(feature set {manifest['feature_set']['name']} {manifest['feature_set']['hash'][:12]}, "
