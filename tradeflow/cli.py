@@ -878,17 +878,28 @@ def features_build(
     _run_features(config, snapshot)
 
 
-def _run_features(config: Path | None, snapshot: str) -> dict[str, Any]:
-    from flows.features import build_features
+def _run_on_snapshot(flow: Any, status: str, config: Path | None, snapshot: str) -> dict[str, Any]:
+    """Run a flow that takes a snapshot id; a missing snapshot exits 1 with the reason."""
+    with console.status(status):
+        result: dict[str, Any] = _snapshot_or_exit(
+            lambda: flow(config_path=str(config) if config else None, snapshot=snapshot)
+        )
+    return result
+
+
+def _print_features(manifest: dict[str, Any]) -> None:
     from tradeflow.features.store import matrix_summary
 
-    with console.status("Building features: indicators, 5m/15m/1h/4h bars, volume profile, regime ..."):
-        result: dict[str, Any] = _snapshot_or_exit(
-            lambda: build_features(config_path=str(config) if config else None, snapshot=snapshot)
-        )
-    manifest = result["manifest"]
-    state = "Reused" if manifest.get("reused") else f"Built in {manifest['build_seconds']:.1f} s:"
-    console.print(f"[bold green]Features[/] {state} {matrix_summary(manifest)}")
+    state = "reused" if manifest.get("reused") else f"built in {manifest['build_seconds']:.1f} s"
+    console.print(f"[bold green]Features[/] ({state}): {matrix_summary(manifest)}")
+
+
+def _run_features(config: Path | None, snapshot: str) -> dict[str, Any]:
+    from flows.features import build_features
+
+    status = "Building features: indicators, 5m/15m/1h/4h bars, volume profile, regime ..."
+    result = _run_on_snapshot(build_features, status, config, snapshot)
+    _print_features(result["manifest"])
     return result
 
 
@@ -915,15 +926,10 @@ def train(
 
 def _run_training(config: Path | None, snapshot: str) -> dict[str, Any]:
     from flows.training import train_models
-    from tradeflow.features.store import matrix_summary
 
-    with console.status("Training: features, labels, walk-forward folds, three models, MLflow ..."):
-        result: dict[str, Any] = _snapshot_or_exit(
-            lambda: train_models(config_path=str(config) if config else None, snapshot=snapshot)
-        )
-    features = result["features"]
-    state = "reused" if features.get("reused") else f"built in {features['build_seconds']:.1f} s"
-    console.print(f"[bold green]Features[/] ({state}): {matrix_summary(features)}")
+    status = "Training: features, labels, walk-forward folds, three models, MLflow ..."
+    result = _run_on_snapshot(train_models, status, config, snapshot)
+    _print_features(result["features"])
     _print_training(result["training"])
     return result
 
