@@ -156,3 +156,14 @@ def test_a_champion_under_the_live_floor_is_flagged_and_disabled(trained):
     assert check.status is not None and check.status.enough and check.status.below_floor
     assert check.disabled and items[0][0] == "model_flag"
     assert serving_version(found) is None  # the signal stage runs without it
+
+
+def test_features_commands_reuse_the_stored_matrix_and_show_the_hash(trained):
+    config = trained["config"]
+    built = runner.invoke(app, ["features", "build", "--config", config])
+    assert built.exit_code == 0, built.output
+    assert "Features (reused)" in built.output and "77 features" in built.output
+    shown = runner.invoke(app, ["features", "show", "--config", config])
+    assert trained["first"]["features"]["feature_set"]["hash"] in shown.output
+    unknown = runner.invoke(app, ["features", "build", "--snapshot", "ffffff", "--config", config])
+    assert unknown.exit_code == 1 and "no snapshot 'ffffff'" in unknown.output
