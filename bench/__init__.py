@@ -1,6 +1,6 @@
 """tradeflow benchmarks: ``python -m bench`` (or ``make bench``).
 
-Four questions, answered with numbers against the local simulated venues:
+Five questions, answered with numbers against the local simulated venues:
 
 1. Throughput: what does the whole ``ingest-market-data`` flow (fetch, parse, store, manifest,
    under Prefect) cost compared with a bare loop of ccxt ``fetch_ohlcv`` calls over the very
@@ -13,6 +13,10 @@ Four questions, answered with numbers against the local simulated venues:
 4. Audit chain: how fast entries are appended (local and S3, batched or not), how close
    verification comes to the bare SHA-256 work (goal: within 3x), and what share of an
    ingestion run the chain costs (goal: under 5 %).
+5. Features, training and inference: how long the full feature matrix takes on 5 symbols x 1
+   year of 1m candles (and its peak RSS), how the indicators both compute compare with TA-Lib
+   on the same arrays (goal: within 2x), each model's fit seconds per walk-forward fold, and
+   the latency of a one-row LightGBM ``Booster.predict`` (goal: p99 under 1 ms).
 
 Modules:
     cli: argument parsing and the order of the sections.
@@ -22,5 +26,7 @@ Modules:
     throughput: section 1 (warm-up, cold run, alternating repetitions, medians).
     second_run: section 2 and 3 (the CLI as a subprocess, wall times, peak RSS).
     validation: section 4 (GX suites vs fetching; runs as ``python -m bench.validation``).
+    audit: section 5 (the audit chain; runs as ``python -m bench.audit``).
+    features: section 6 (matrix, TA-Lib, training, inference; runs as ``python -m bench.features``).
     report: the rich tables, the verdict lines and the JSON results file.
 """

@@ -21,7 +21,7 @@ from tradeflow.bootstrap import prepare_environment
 from tradeflow.timeframes import iso, to_ms
 
 RESULTS_DIR = REPO / "bench" / "results"
-SECTIONS = ("throughput", "second-run", "validation", "audit")
+SECTIONS = ("throughput", "second-run", "validation", "audit", "features")
 
 #: The full run and the --quick smoke run: look-back days of 1m and 1h, and repetitions.
 FULL = {"days_1m": 30, "days_1h": 180, "repeat": 3}
@@ -52,17 +52,24 @@ def build_parser() -> argparse.ArgumentParser:
             "audit       the audit chain: append throughput (local folder and S3 on a moto server,\n"
             "            one entry per segment and 1,000), verify throughput vs bare SHA-256 (goal:\n"
             "            <= 3x), and the chain's work in an ingestion run over the first run's flow\n"
-            "            seconds (goal: < 5 %; measured by second-run, else bench/README.md's)."
+            "            seconds (goal: < 5 %; measured by second-run, else bench/README.md's).\n"
+            "features    the feature matrix (build_feature_matrix, default spec) on 5 symbols x 1 year\n"
+            "            of 1m candles: median build time and peak RSS; RSI, ATR, MACD, BBANDS,\n"
+            "            ADX/DI and OBV vs TA-Lib on the same arrays (goal: <= 2x TA-Lib); per-fold\n"
+            "            fit seconds of lightgbm, logistic and random_forest in run_walk_forward; one-row\n"
+            "            LightGBM Booster.predict latency (goal: p99 < 1 ms)."
         ),
         epilog=(
             "Results: tables on stdout and bench/results/<UTC timestamp>.json.\n"
-            "The default run takes about 4-6 minutes on 2 cores (the validation section about\n"
-            "45 s of it, the audit section about 50 s), --quick about 1½.\n\n"
+            "The default run takes about 8 minutes on 2 cores (the validation section about\n"
+            "45 s of it, the audit section about 50 s, the features section about 3¾ minutes),\n"
+            "--quick about 2½-3.\n\n"
             "examples:\n"
             "  python -m bench --quick\n"
             "  python -m bench --only throughput --repeat 5 --days-1m 14\n"
             "  python -m bench --only validation\n"
             "  python -m bench --only audit --quick\n"
+            "  python -m bench --only features --quick\n"
             "  make bench"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -71,8 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick",
         action="store_true",
         help=f"smoke run: {QUICK['days_1m']} days of 1m, {QUICK['days_1h']} days of 1h, "
-        f"repeat {QUICK['repeat']}, fewer validation repetitions, smaller audit chains "
-        "(explicit options still win)",
+        f"repeat {QUICK['repeat']}, fewer validation repetitions, smaller audit chains, "
+        "5 symbols x 60 days of 1m for the features section (explicit options still win)",
     )
     parser.add_argument("--only", choices=SECTIONS, help="run one section only (default: all)")
     parser.add_argument(
@@ -163,7 +170,19 @@ def prepare_process(console: Console) -> None:
         sys.path.insert(0, str(REPO))
 
 
-_PACKAGES = ("prefect", "ccxt", "numpy", "pandas", "pyarrow", "aiohttp", "great_expectations")
+_PACKAGES = (
+    "prefect",
+    "ccxt",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "aiohttp",
+    "great_expectations",
+    "scipy",
+    "ta-lib",
+    "lightgbm",
+    "scikit-learn",
+)
 
 
 def _version(package: str) -> str | None:
@@ -216,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"[bold]tradeflow bench[/]: window end {iso(end_ms)}, {days['1m']} d of 1m, "
         f"{days['1h']} d of 1h, repeat {options['repeat']}; workspace {workspace.path}"
     )
-    throughput = second = validation = audit = None
+    throughput = second = validation = audit = features = None
     # The look-back of the first run the audit section measures its share of: the shipped
     # config's, or the smoke run's window when --quick's second-run section used that.
     shipped = {tf: workspace.base.history.days_for(tf) for tf in days}
@@ -251,6 +270,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from bench.audit import run_in_child as run_audit
 
             audit = run_audit(end_ms, audit_days, args.quick, _audit_reference(second), args.workdir)
+        if args.only in (None, "features"):
+            # In a child process too: the matrix (GBs) and the models stay out of this heap, and
+            # the peak RSS reported is the section's own.
+            from bench.features import run_in_child as run_features
+
+            features = run_features(end_ms, args.quick)
     except BenchError as error:
         console.print(f"[bold red]benchmark invalid:[/] {error}")
         return 2
@@ -258,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.keep:
             workspace.cleanup()
 
-    _print_tables(console, report, throughput, second, validation, audit)
+    _print_tables(console, report, throughput, second, validation, audit, features)
     elapsed = time.perf_counter() - started
     payload = {
         "started_at": started_at.isoformat(),
@@ -270,11 +295,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "second_run": None if second is None else second.to_json(),
         "validation": None if validation is None else validation.to_json(),
         "audit": None if audit is None else audit.to_json(),
+        "features": None if features is None else features.to_json(),
         "goal": {
             "throughput_ratio_max": report.THROUGHPUT_GOAL,
             "validation_over_fetch_below": report.VALIDATION_GOAL,
             "audit_verify_over_sha256_max": report.AUDIT_VERIFY_GOAL,
             "audit_share_of_ingest_flow_below": report.AUDIT_SHARE_GOAL,
+            "features_indicators_over_talib_max": report.FEATURES_TALIB_GOAL,
+            "features_booster_predict_p99_us_below": report.INFERENCE_P99_GOAL_US,
         },
     }
     lines = report.verdicts(throughput, second, args.small_fraction)
@@ -282,6 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines += report.validation_verdicts(validation)
     if audit is not None:
         lines += report.audit_verdicts(audit)
+    if features is not None:
+        lines += report.features_verdicts(features)
     payload["verdicts"] = [Console(width=400).render_str(line).plain for line in lines]
     path = report.write_results(args.results, started_at, payload)
     console.rule("Verdict")
@@ -325,7 +355,13 @@ def _audit_reference(second: Any) -> dict[str, Any]:
 
 
 def _print_tables(
-    console: Console, report: Any, throughput: Any, second: Any, validation: Any, audit: Any
+    console: Console,
+    report: Any,
+    throughput: Any,
+    second: Any,
+    validation: Any,
+    audit: Any,
+    features: Any = None,
 ) -> None:
     console.print()
     if throughput is not None:
@@ -359,3 +395,10 @@ def _print_tables(
         console.print(report.audit_append_table(audit))
         console.print(report.audit_verify_table(audit))
         console.print(report.audit_ingest_table(audit))
+    if features is not None:
+        for warning in features.warnings:
+            console.print(f"[yellow]warning:[/] {warning}")
+        console.print(report.features_matrix_table(features))
+        console.print(report.features_talib_table(features))
+        console.print(report.features_training_table(features))
+        console.print(report.features_inference_table(features))

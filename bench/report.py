@@ -12,6 +12,7 @@ from typing import Any
 from rich.table import Table
 
 from bench.audit import BATCH, INGEST_LABELS, INGEST_STAGES, AuditResult
+from bench.features import INDICATOR_CALLS, INDICATOR_LABELS, INFERENCE_LABELS, FeaturesResult
 from bench.second_run import SecondRunResult
 from bench.throughput import BARE_CONCURRENT, BARE_SEQUENTIAL, PIPELINE, ThroughputResult
 from bench.validation import STAGE_LABELS, STAGES, ValidationResult
@@ -24,6 +25,10 @@ VALIDATION_GOAL = 1.0
 AUDIT_VERIFY_GOAL = 3.0
 #: The audit chain adds less than this share to a full ingestion run.
 AUDIT_SHARE_GOAL = 0.05
+#: The indicators both compute cost at most this multiple of TA-Lib's time.
+FEATURES_TALIB_GOAL = 2.0
+#: One-row LightGBM inference (Booster.predict) has a p99 below this, in microseconds.
+INFERENCE_P99_GOAL_US = 1000.0
 
 _LABELS = {
     PIPELINE: "pipeline (whole Prefect flow)",
@@ -620,6 +625,191 @@ def audit_verdicts(result: AuditResult) -> list[str]:
         backend = "local" if item.backend == "local" else "S3 (moto)"
         lines.append(f"  shown only: {item.label}, {backend}: {_ms(item.seconds)} per run.")
     return lines
+
+
+def _features_goal(ratio: float) -> str:
+    return _goal(ratio <= FEATURES_TALIB_GOAL)
+
+
+def features_matrix_table(result: FeaturesResult) -> Table:
+    """Return the full matrix's build time, size and the child's peak RSS."""
+    size = f"{len(result.symbols)} symbols × {result.days} days of 1m ({result.rows:,} rows)"
+    table = Table(
+        title=f"Feature matrix — build_feature_matrix(candles, FeatureSpec()), {size}, "
+        f"median of {len(result.build_seconds)}",
+        caption=f"candles: {result.data_source}",
+        header_style="bold",
+    )
+    for column in ("what", "value", "detail"):
+        table.add_column(column, justify="right" if column == "value" else "left")
+    table.add_row(
+        "[bold]full matrix build (median)[/]",
+        f"[bold]{result.build_median:.2f} s[/]",
+        "runs " + " ".join(f"{s:.2f}" for s in result.build_seconds),
+    )
+    table.add_row(
+        "rows per second",
+        f"{result.rows / result.build_median:,.0f}",
+        f"{result.columns} columns, {result.features} float64 features",
+    )
+    table.add_row(
+        "per symbol-year",
+        f"{result.build_median / len(result.symbols) * 365 / result.days:.2f} s",
+        "median / symbols × 365 / days",
+    )
+    table.add_row("untimed warm-up build (2 days per symbol)", _ms(result.warmup_build_seconds), "")
+    table.add_row(
+        "matrix vs TA-Lib's common indicators (shown only)",
+        f"{result.matrix_over_talib:,.0f}×",
+        f"{result.build_median:.2f} s vs {_ms(result.talib_common_seconds)}; the matrix computes "
+        f"{result.features} features, TA-Lib 6 indicators",
+    )
+    peaks = list(result.peak_rss_kib.items())
+    table.add_row(
+        "[bold]peak RSS (VmHWM) once the matrix is built[/]",
+        f"[bold]{_mib(result.build_peak_kib)}[/]",
+        "; ".join(f"{step}: {_mib(kib)}" for step, kib in peaks),
+    )
+    return table
+
+
+def features_talib_table(result: FeaturesResult) -> Table:
+    """Return tradeflow's indicators next to TA-Lib's on the same arrays, with the goal's ratios."""
+    runs = len(result.indicators[0].tradeflow)
+    size = f"{len(result.symbols)} symbols × {result.rows_per_symbol[result.symbols[0]]:,} rows"
+    table = Table(
+        title="Indicators — tradeflow.features.indicators vs TA-Lib on the same arrays "
+        f"({size} per run, median of {runs}; "
+        f"goal: tradeflow ≤ {FEATURES_TALIB_GOAL:g}× TA-Lib)",
+        caption="agreement: worst |difference| as a share of the TA-Lib tests' tolerance (≤ 1: agree)",
+        header_style="bold",
+    )
+    for column in (
+        "indicator",
+        "tradeflow call",
+        "TA-Lib call",
+        "tradeflow",
+        "TA-Lib",
+        "ratio",
+        "verdict",
+        "agreement",
+    ):
+        table.add_column(column, justify="left" if "call" in column or column == "indicator" else "right")
+    for item in result.indicators:
+        ours, theirs = INDICATOR_CALLS[item.name]
+        table.add_row(
+            INDICATOR_LABELS[item.name],
+            ours,
+            theirs,
+            _ms(item.tradeflow_seconds),
+            _ms(item.talib_seconds),
+            f"{item.ratio:.2f}×",
+            _features_goal(item.ratio),
+            f"{item.tolerance_share:.2g}" + ("" if item.nan_rows_equal else " (warm-up differs)"),
+        )
+    ratio = result.common_ratio
+    table.add_row(
+        "[bold]all six (sum of medians)[/]",
+        "",
+        "",
+        f"[bold]{_ms(result.tradeflow_common_seconds)}[/]",
+        f"[bold]{_ms(result.talib_common_seconds)}[/]",
+        f"[bold]{ratio:.2f}×[/]",
+        f"[bold]{_features_goal(ratio)}[/]",
+        "",
+    )  # fmt: skip
+    return table
+
+
+def features_training_table(result: FeaturesResult) -> Table:
+    """Return each model's fit seconds per fold and its final fit."""
+    info = result.training
+    spec = info["spec"]
+    table = Table(
+        title=f"Training — run_walk_forward on the matrix: {info['label']} labels (horizon "
+        f"{info['horizon_minutes']} min, fee {info['fee_rate']}), {spec['n_folds']} {spec['mode']} folds, "
+        f"embargo {spec['embargo_minutes']} min, row step {info['row_step']}: {info['rows']:,} labelled rows "
+        f"of {info['matrix_rows']:,}, {info['features']} features",
+        caption=f"fit = fit_calibrated (base model + sigmoid calibration on the latest "
+        f"{info['calibration_fraction']:.0%}); run = the model's whole run_walk_forward (fits, "
+        "predictions, scores), one model at a time; OOS ROC AUC for reference only",
+        header_style="bold",
+    )
+    for column in (
+        "model",
+        "median fit per fold",
+        "fits per fold (s)",
+        "fold fit rows",
+        "final fit",
+        "final fit rows",
+        "run",
+        "OOS ROC AUC",
+    ):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for item in result.models:
+        table.add_row(
+            item.model,
+            f"[bold]{item.median_fold_fit:.2f} s[/]",
+            " ".join(f"{s:.2f}" for s in item.fold_fit_seconds),
+            " ".join(f"{r / 1000:.1f}k" for r in item.fold_fit_rows),
+            f"{item.final_fit_seconds:.2f} s",
+            f"{item.final_fit_rows:,} + {item.final_calibration_rows:,}",
+            f"{item.run_seconds:.1f} s",
+            f"{item.out_of_sample_roc_auc:.3f}",
+        )  # fmt: skip
+    return table
+
+
+def features_inference_table(result: FeaturesResult) -> Table:
+    """Return one-row inference latencies, with the goal's verdict for the booster."""
+    table = Table(
+        title=f"Inference — one row of the LightGBM model fitted on all rows (goal: Booster.predict p99 < "
+        f"{INFERENCE_P99_GOAL_US:,.0f} µs)",
+        caption=f"row: {result.inference_row}; {result.inference_check}",
+        header_style="bold",
+    )
+    for column in ("call", "calls", "p50 µs", "p90 µs", "p99 µs", "max µs", "verdict"):
+        table.add_column(column, justify="left" if column == "call" else "right")
+    for index, item in enumerate(result.inference):
+        verdict = _goal(item.p99_us < INFERENCE_P99_GOAL_US) if index == 0 else "[dim]shown only[/]"
+        table.add_row(
+            INFERENCE_LABELS[item.name],
+            f"{item.calls:,}",
+            f"{item.p50_us:,.1f}",
+            f"{item.p90_us:,.1f}",
+            f"{item.p99_us:,.1f}",
+            f"{item.max_us:,.0f}",
+            verdict,
+        )
+    return table
+
+
+def features_verdicts(result: FeaturesResult) -> list[str]:
+    """Return the features section's verdict lines (rich markup)."""
+    ratio, booster = result.common_ratio, result.latency("booster")
+    per = "; ".join(f"{INDICATOR_LABELS[i.name]} {i.ratio:.2f}×" for i in result.indicators)
+    passing = sum(i.ratio <= FEATURES_TALIB_GOAL for i in result.indicators)
+    fits = "; ".join(
+        f"{m.model} {m.median_fold_fit:.2f} s per fold, final {m.final_fit_seconds:.2f} s"
+        for m in result.models
+    )
+    return [
+        f"Features vs TA-Lib: the six common indicators take {_ms(result.tradeflow_common_seconds)} vs "
+        f"{_ms(result.talib_common_seconds)} = {ratio:.2f}× (goal ≤ {FEATURES_TALIB_GOAL:g}×) → "
+        f"{_features_goal(ratio)}; per indicator {per} ({passing} of {len(result.indicators)} within "
+        f"{FEATURES_TALIB_GOAL:g}×).",
+        f"Feature matrix: {result.rows:,} rows ({len(result.symbols)} symbols × {result.days} days of 1m), "
+        f"{result.features} features in {result.build_median:.2f} s (median of {len(result.build_seconds)}); "
+        f"{result.matrix_over_talib:,.0f}× TA-Lib's time for the six indicators (shown only); peak RSS "
+        f"{_mib(result.build_peak_kib)} (no target).",
+        f"Training ({result.training['rows']:,} rows, median fit per fold): {fits} (no target).",
+        f"Inference: Booster.predict on one row p50 {booster.p50_us:,.1f} µs, p99 {booster.p99_us:,.1f} µs "
+        f"(goal p99 < {INFERENCE_P99_GOAL_US:,.0f} µs) → {_goal(booster.p99_us < INFERENCE_P99_GOAL_US)}; "
+        + "; ".join(
+            f"{INFERENCE_LABELS[i.name].split(',')[0]} p99 {i.p99_us:,.0f} µs" for i in result.inference[1:]
+        )
+        + " (shown only).",
+    ]
 
 
 def write_results(directory: Path, started: datetime, payload: Mapping[str, Any]) -> Path:
