@@ -61,6 +61,7 @@ from typing import Any
 from rich.console import Console
 
 from bench import procstat
+from bench.child import run_section
 from bench.workload import REPO, BenchError, base_settings
 from tradeflow.config import Settings
 from tradeflow.timeframes import HOUR_MS, iso, timeframe_ms
@@ -962,38 +963,15 @@ def run_in_child(
     Raises:
         BenchError: if the child fails or times out.
     """
-    with tempfile.TemporaryDirectory(prefix="tradeflow-bench-audit-result-") as out:
-        path = Path(out) / "audit.json"
-        command = [
-            sys.executable,
-            "-m",
-            "bench.audit",
-            "--end-ms",
-            str(end_ms),
-            "--days",
-            json.dumps(dict(days)),
-            "--json",
-            str(path),
-            *(["--quick"] if quick else []),
-            *(["--workdir", str(workdir)] if workdir is not None else []),
-        ]
-        try:
-            done = subprocess.run(
-                command,
-                cwd=REPO,
-                stdin=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-                timeout=CHILD_TIMEOUT_SECONDS,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as error:
-            raise BenchError(f"the audit section did not finish in {CHILD_TIMEOUT_SECONDS:.0f} s") from error
-        if done.returncode != 0 or not path.is_file():
-            raise BenchError(
-                f"the audit section (`{' '.join(command)}`) exited {done.returncode}\n" + done.stderr[-3000:]
-            )
-        result = AuditResult.from_dict(json.loads(path.read_text()))
+    arguments = [
+        "--end-ms",
+        str(end_ms),
+        "--days",
+        json.dumps(dict(days)),
+        *(["--quick"] if quick else []),
+        *(["--workdir", str(workdir)] if workdir is not None else []),
+    ]
+    result = AuditResult.from_dict(run_section("audit", arguments, CHILD_TIMEOUT_SECONDS))
     result.reference = dict(reference)
     objects = reference.get("objects")
     if objects and abs(result.ingest[0].objects - objects) > 0.05 * objects:

@@ -52,9 +52,7 @@ import gc
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -65,7 +63,8 @@ from typing import Any
 from rich.console import Console
 
 from bench import procstat
-from bench.workload import REPO, BenchError, base_settings
+from bench.child import run_section
+from bench.workload import BenchError, base_settings
 from tradeflow.config import Settings
 from tradeflow.timeframes import DAY_MS, MINUTE_MS, iso
 
@@ -744,33 +743,11 @@ CHILD_TIMEOUT_SECONDS = 900.0
 def run_in_child(end_ms: int, quick: bool) -> FeaturesResult:
     """Run the section in a fresh ``python -m bench.features`` and return what it measured.
 
-    Its progress lines go straight to this process's stdout.
-
     Raises:
         BenchError: if the child fails or times out.
     """
-    with tempfile.TemporaryDirectory(prefix="tradeflow-bench-features-") as folder:
-        path = Path(folder) / "features.json"
-        command = [sys.executable, "-m", "bench.features", "--end-ms", str(end_ms), "--json", str(path)]
-        try:
-            done = subprocess.run(
-                [*command, *(["--quick"] if quick else [])],
-                cwd=REPO,
-                stdin=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-                timeout=CHILD_TIMEOUT_SECONDS,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as error:
-            limit = f"{CHILD_TIMEOUT_SECONDS:.0f} s"
-            raise BenchError(f"the features section did not finish in {limit}") from error
-        if done.returncode != 0 or not path.is_file():
-            raise BenchError(
-                f"the features section (`{' '.join(command)}`) exited {done.returncode}\n"
-                + done.stderr[-3000:]
-            )
-        return FeaturesResult.from_dict(json.loads(path.read_text()))
+    arguments = ["--end-ms", str(end_ms), *(["--quick"] if quick else [])]
+    return FeaturesResult.from_dict(run_section("features", arguments, CHILD_TIMEOUT_SECONDS))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

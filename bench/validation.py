@@ -45,6 +45,7 @@ from rich.console import Console
 
 from bench import procstat
 from bench.baseline import bare_sequential, fetch_series, new_exchange
+from bench.child import run_section
 from bench.workload import REPO, BenchError, Series, base_settings
 from tradeflow.bootstrap import local_venues, simulator_spec, venue_urls
 from tradeflow.config import Settings
@@ -684,33 +685,11 @@ CHILD_TIMEOUT_SECONDS = 600.0
 def run_in_child(end_ms: int, quick: bool) -> ValidationResult:
     """Run the section in a fresh ``python -m bench.validation`` and return what it measured.
 
-    Its progress lines go straight to this process's stdout.
-
     Raises:
         BenchError: if the child fails or times out.
     """
-    with tempfile.TemporaryDirectory(prefix="tradeflow-bench-validation-") as folder:
-        path = Path(folder) / "validation.json"
-        command = [sys.executable, "-m", "bench.validation", "--end-ms", str(end_ms), "--json", str(path)]
-        try:
-            done = subprocess.run(
-                [*command, *(["--quick"] if quick else [])],
-                cwd=REPO,
-                stdin=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-                timeout=CHILD_TIMEOUT_SECONDS,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as error:
-            limit = f"{CHILD_TIMEOUT_SECONDS:.0f} s"
-            raise BenchError(f"the validation section did not finish in {limit}") from error
-        if done.returncode != 0 or not path.is_file():
-            raise BenchError(
-                f"the validation section (`{' '.join(command)}`) exited {done.returncode}\n"
-                + done.stderr[-3000:]
-            )
-        return ValidationResult.from_dict(json.loads(path.read_text()))
+    arguments = ["--end-ms", str(end_ms), *(["--quick"] if quick else [])]
+    return ValidationResult.from_dict(run_section("validation", arguments, CHILD_TIMEOUT_SECONDS))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
