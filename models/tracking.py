@@ -350,6 +350,10 @@ class MlflowTracker:
         """Set a tag on one model version."""
         self.client.set_model_version_tag(self.registered_model, version, key, value)
 
+    def load_version(self, version: str) -> Any:
+        """Return a registered version's model (the logged scikit-learn object)."""
+        return mlflow.sklearn.load_model(f"models:/{self.registered_model}/{version}")
+
     def run_metrics(self, run_id: str) -> dict[str, float]:
         """Return a run's metrics."""
         return dict(self.client.get_run(run_id).data.metrics)

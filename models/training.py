@@ -337,8 +337,6 @@ def check_live(
     With ``training.auto_disable`` a flagged champion is disabled (tag ``tradeflow.disabled``)
     and :func:`serving_version` stops returning it. Returns the check and its audit items.
     """
-    import mlflow.sklearn
-
     config = settings.training
     holder = tracker.version_by_alias(CHAMPION_ALIAS)
     if holder is None:
@@ -349,7 +347,7 @@ def check_live(
     rows = rows[(rows["timestamp"] > train_end) & rows["label"].notna()].sort_values("timestamp")
     if rows.empty:
         return LiveCheck(version, None, False, "no labelled data newer than its training yet"), []
-    model = mlflow.sklearn.load_model(f"models:/{tracker.registered_model}/{version}")
+    model = tracker.load_version(version)
     columns = list(model.feature_names_in_)
     probabilities = model.predict_proba(rows[columns])[:, 1]
     outcomes_seen = rows["label"].astype(int).tolist()

@@ -21,8 +21,9 @@ from tradeflow.features.store import (
     save_matrix,
     snapshot_books,
     snapshot_candles,
+    snapshot_symbols,
 )
-from tradeflow.snapshot import Snapshot, summarise
+from tradeflow.snapshot import Snapshot
 
 _DEFAULTS: dict[str, Any] = {"retries": 1, "retry_delay_seconds": 2, "cache_policy": NO_CACHE}
 
@@ -33,9 +34,7 @@ def plan_features(settings: Settings, snapshot: str) -> dict[str, Any]:
     store = build_store(settings)
     opened = Snapshot.open(store, snapshot)
     spec = feature_spec(settings)
-    symbols = sorted(
-        {s.split("|")[0] for s in summarise(opened.manifest)["curated_series"] if s.endswith("|1m")}
-    )
+    symbols = snapshot_symbols(opened)
     manifest = read_manifest(store, spec.hash, opened.id)
     return {"snapshot_id": opened.id, "feature_hash": spec.hash, "symbols": symbols, "manifest": manifest}
 

@@ -225,11 +225,14 @@ def resolve_id(store: ObjectStore, wanted: str) -> str:
     Raises:
         SnapshotError: if none or several match.
     """
-    snapshots = list_snapshots(store)
     if wanted == "latest":
-        if not snapshots:
+        newest = latest_snapshot(store)
+        if newest is None:
             raise SnapshotError(f"no snapshot in {store.describe()} yet: run `tradeflow snapshot create`")
-        return str(snapshots[-1]["snapshot_id"])
+        return str(newest["snapshot_id"])
+    if len(wanted) == 64 and store.exists(snapshot_key(wanted)):  # a full id: no need to list
+        return wanted
+    snapshots = list_snapshots(store)
     matches = sorted({s["snapshot_id"] for s in snapshots if s["snapshot_id"].startswith(wanted)})
     if len(wanted) >= 6 and len(matches) == 1:
         return str(matches[0])

@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from tradeflow.config import Settings
 from tradeflow.features.spec import FeatureSpec
-from tradeflow.snapshot import Snapshot
+from tradeflow.snapshot import Snapshot, summarise
 from tradeflow.storage.lake import decode_parquet, encode_parquet
 from tradeflow.storage.objectstore import ObjectStore
 
@@ -84,6 +84,12 @@ def save_matrix(
     }
     store.put_if_absent(f"{folder}/manifest.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
     return read_manifest(store, spec.hash, snapshot_id) or manifest
+
+
+def snapshot_symbols(snapshot: Snapshot, timeframe: str = "1m") -> list[str]:
+    """Return the symbols a snapshot holds curated candles of at ``timeframe``."""
+    series = summarise(snapshot.manifest)["curated_series"]
+    return sorted({name.split("|")[0] for name in series if name.endswith(f"|{timeframe}")})
 
 
 def snapshot_candles(
