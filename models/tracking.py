@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # before MLflow is imported
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # the CLI shows its own status
 
 import mlflow
 import mlflow.sklearn
@@ -58,6 +59,10 @@ class TrainingContext:
         }
 
 
+#: The artifact holding a model's walk-forward out-of-sample predictions.
+PREDICTIONS_ARTIFACT = "oos_predictions.parquet"
+
+
 @dataclass
 class ModelOutcome:
     """One model's walk-forward result, as the tracker logs it."""
@@ -74,6 +79,8 @@ class ModelOutcome:
     oos_probabilities: np.ndarray
     final_model: Any  # fitted on all rows; predict_proba(DataFrame) -> (n, 2)
     input_example: pd.DataFrame
+    # symbol, timestamp, fold, probability: each row predicted by the fold's model, trained without it
+    oos_predictions: pd.DataFrame | None = None
 
 
 @dataclass
@@ -279,6 +286,10 @@ class MlflowTracker:
                     importance
                 )
                 mlflow.log_artifact(str(importance))
+                if outcome.oos_predictions is not None:
+                    predictions = Path(folder) / PREDICTIONS_ARTIFACT
+                    outcome.oos_predictions.to_parquet(predictions, index=False)
+                    mlflow.log_artifact(str(predictions))
             example = outcome.input_example
             signature = infer_signature(example, outcome.final_model.predict_proba(example))
             info = mlflow.sklearn.log_model(
@@ -353,6 +364,48 @@ class MlflowTracker:
     def load_version(self, version: str) -> Any:
         """Return a registered version's model (the logged scikit-learn object)."""
         return mlflow.sklearn.load_model(f"models:/{self.registered_model}/{version}")
+
+    def log_backtest(self, study_id: str, summary: Mapping[str, Any], html: str, version: str | None) -> str:
+        """Log a backtest as a run of ``tradeflow/backtests``: metrics, the HTML report; return its id."""
+        experiment_id = self.experiment("backtests")
+        tags = {"tradeflow.study": study_id, "tradeflow.snapshot_id": str(summary.get("snapshot_id")),
+                "tradeflow.model_version": str(version)}  # fmt: skip
+        with mlflow.start_run(
+            experiment_id=experiment_id, run_name=f"backtest {study_id[:12]}", tags=tags
+        ) as run:
+            numbers = {
+                **summary.get("performance", {}),
+                **{f"cost_{k}": v for k, v in summary.get("costs", {}).items()},
+            }
+            carlo = summary.get("monte_carlo") or {}
+            numbers |= {f"mc_{k}": v for k, v in carlo.items()}
+            mlflow.log_metrics(_metrics("", {k: v for k, v in numbers.items() if isinstance(v, int | float)}))
+            with tempfile.TemporaryDirectory(prefix="tradeflow-mlflow-") as folder:
+                path = Path(folder) / "backtest_report.html"
+                path.write_text(html, encoding="utf-8")
+                mlflow.log_artifact(str(path))
+            return str(run.info.run_id)
+
+    def oos_predictions(self, version: str) -> pd.DataFrame | None:
+        """Return a version's walk-forward out-of-sample predictions, or None if it has none.
+
+        ``symbol``, ``timestamp``, ``fold``, ``probability``: every row was predicted by the
+        model of the fold whose test period holds it, trained without that period.
+        """
+        from mlflow.exceptions import MlflowException
+
+        run_id = self.client.get_model_version(self.registered_model, version).run_id
+        try:
+            with tempfile.TemporaryDirectory(prefix="tradeflow-mlflow-") as folder:
+                path = mlflow.artifacts.download_artifacts(
+                    run_id=run_id,
+                    artifact_path=PREDICTIONS_ARTIFACT,
+                    dst_path=folder,
+                    tracking_uri=self.tracking_uri,
+                )
+                return pd.read_parquet(path)
+        except (MlflowException, OSError):
+            return None
 
     def run_metrics(self, run_id: str) -> dict[str, float]:
         """Return a run's metrics."""

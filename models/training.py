@@ -233,6 +233,7 @@ def outcomes(result: WalkForwardResult, feature_hash: str, config: TrainingConfi
                 input_example=pd.DataFrame(
                     np.zeros((2, len(final.feature_names))), columns=final.feature_names
                 ),
+                oos_predictions=mine[["symbol", "timestamp", "fold", "probability"]].reset_index(drop=True),
             )
         )
     return found

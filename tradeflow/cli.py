@@ -249,7 +249,7 @@ def _print_validation(result: dict[str, Any]) -> None:
 @app.command()
 def run(config: ConfigOption = None, faults: FaultsOption = None, end: EndOption = None,
         storage: StorageOption = None) -> None:  # fmt: skip
-    """Run the main job: ingest, validate, snapshot, train and compare models, verify the audit chain."""
+    """Run the main job: ingest, validate, snapshot, train models, backtest, verify the audit chain."""
     settings = _settings(config, faults, storage)
     started = time.monotonic()
     result = _run_ingest(settings, config, end, progress=sys.stdout.isatty())
@@ -257,6 +257,7 @@ def run(config: ConfigOption = None, faults: FaultsOption = None, end: EndOption
     _run_validation(config)
     snapshot = _run_snapshot(config)["snapshot"]
     _run_training(config, snapshot["snapshot_id"])
+    backtest_result = _run_backtest(config, snapshot["snapshot_id"])
     report = _verify(settings, full=False, objects=True)
     _print_verify(report)
     short = snapshot["snapshot_id"][:12]
@@ -266,6 +267,9 @@ def run(config: ConfigOption = None, faults: FaultsOption = None, end: EndOption
         f"  • [cyan]tradeflow snapshot show {short}[/]   what the snapshot froze, per series\n"
         f"  • [cyan]tradeflow audit explain {short}[/]  its lineage back to the raw ingest batches\n"
         "  • [cyan]tradeflow audit log[/]         the newest audit entries ([cyan]audit verify[/]: all)\n"
+        f"  • {backtest_result['report_path']}\n"
+        "                               the backtest report: equity, drawdown, Monte Carlo, ablation\n"
+        "  • [cyan]tradeflow signals[/]           today's signals and target weights, with the reasons\n"
         "  • [cyan]tradeflow models compare[/]    the models side by side; [cyan]make mlflow[/] opens the\n"
         "                               MLflow UI (http://127.0.0.1:5000): runs, fold runs, plots\n"
         "  • [cyan]tradeflow validate FILE[/]     the same suites on any candle file (Parquet or CSV)\n"
@@ -1104,6 +1108,122 @@ def models_live(
     console.print(f"Champion v{check.version}: [{colour}]{check.reason}[/]{disabled}")
     if check.status is not None and check.status.below_floor:
         raise typer.Exit(1)
+
+
+# --- signals, allocation, backtest --------------------------------------------------------------
+
+
+def _pct(value: Any) -> str:
+    return "—" if value is None else f"{value:.2%}"
+
+
+def _print_backtest(summary: dict[str, Any]) -> None:
+    p, c = summary["performance"], summary["costs"]
+    title = (
+        f"Backtest {summary['id'][:12]} (model v{summary['model_version']}, held-out walk-forward periods)"
+    )
+    table = Table(title=title, header_style="bold")
+    names = ("total return", "annualised", "Sharpe", "Sortino", "max drawdown", "trades", "win rate",
+             "profit factor", "fees paid")  # fmt: skip
+    for name in names:
+        table.add_column(name, justify="right")
+
+    def num(value: Any) -> str:
+        return "—" if value is None else f"{value:.2f}"
+
+    table.add_row(_pct(p["total_return"]), _pct(p["annualized_return"]), num(p["sharpe"]), num(p["sortino"]),
+                  _pct(p["max_drawdown"]), str(p["trades"]), _pct(p["win_rate"]), num(p["profit_factor"]),
+                  f"{c['fees']:,.2f}")  # fmt: skip
+    console.print(table)
+    partial = f"{int(c['partial_fills'])} of {int(c['fills'])} fills partial"
+    console.print(
+        f"Costs: fees {c['fees']:,.2f}, spread {c['spread']:,.2f}, "
+        f"market impact {c['market_impact']:,.2f}; {partial}."
+    )
+    carlo = summary.get("monte_carlo")
+    if carlo:
+        low, high = _pct(carlo["bootstrap_final_return_p5"]), _pct(carlo["bootstrap_final_return_p95"])
+        console.print(
+            f"Monte Carlo, {carlo['scenarios']:,} scenarios: "
+            f"final return 5th–95th percentile {low} to {high}, "
+            f"VaR 95 {_pct(carlo['bootstrap_var_95'])}, "
+            f"P(drawdown halt) {_pct(carlo['bootstrap_halt_probability'])}."
+        )
+    if summary.get("ablation"):
+        parts = [f"{row['variant'].removeprefix('without ')} {row['contribution']:+.2%}"
+                 for row in summary["ablation"][1:] if row.get("contribution") is not None]  # fmt: skip
+        console.print("Each family's contribution to the total return: " + ", ".join(parts) + ".")
+    console.print(
+        f"Report: [cyan]{summary['report_path']}[/] (also in MLflow, run {summary['mlflow_run'][:12]})."
+    )
+
+
+def _run_backtest(config: Path | None, snapshot: str) -> dict[str, Any]:
+    from flows.backtest import backtest as backtest_flow
+
+    status = "Backtesting: bar by bar with fees and slippage, 10,000 Monte Carlo scenarios, ablation ..."
+    result = _run_on_snapshot(backtest_flow, status, config, snapshot)
+    _print_backtest(result)
+    return result
+
+
+@app.command()
+def backtest(
+    config: ConfigOption = None,
+    snapshot: Annotated[str, typer.Option(help="A snapshot id, a unique prefix, or 'latest'.")] = "latest",
+    open_report: Annotated[bool, typer.Option("--open", help="Open the HTML report in a browser.")] = False,
+) -> None:
+    """Backtest the champion on its held-out walk-forward periods; write the HTML report.
+
+    Bar by bar over the snapshot's 1-minute candles with the same signal, allocation, exit and
+    protection rules as live trading; fees per venue, slippage and market impact, partial fills
+    and latency. Then Monte Carlo and the ablation of each feature family. Needs a trained model
+    (`tradeflow train`); without one the timeframes alone decide.
+    """
+    result = _run_backtest(config, snapshot)
+    if open_report:
+        import webbrowser
+
+        webbrowser.open(Path(result["report_path"]).resolve().as_uri())
+
+
+@app.command()
+def signals(
+    config: ConfigOption = None,
+    snapshot: Annotated[str, typer.Option(help="A snapshot id, a unique prefix, or 'latest'.")] = "latest",
+    equity: Annotated[
+        float | None, typer.Option(help="Equity to size against; default backtest.initial_equity.")
+    ] = None,
+) -> None:
+    """Decide today's signals on the newest bar and turn them into target weights, with the reasons."""
+    from flows.strategy import allocate_portfolio, generate_signals
+
+    made = _run_on_snapshot(generate_signals, "Deciding signals with the champion ...", config, snapshot)
+    with console.status("Allocating within the risk limits ..."):
+        result = allocate_portfolio(
+            config_path=str(config) if config else None, signals_id=made["signals_id"], equity=equity
+        )
+    settings = _settings(config)
+    from tradeflow.bootstrap import build_store
+    from tradeflow.strategy.decide import SIGNALS_PREFIX, load_document
+
+    document = load_document(build_store(settings), SIGNALS_PREFIX, made["signals_id"])
+    table = Table(title=f"Signals {made['signals_id']} and target weights {result['allocation_id']}",
+                  header_style="bold")  # fmt: skip
+    for column in ("symbol", "signal", "p(up)", "target weight", "why"):
+        table.add_column(column, justify="right" if column in ("p(up)", "target weight") else "left")
+    weights = {w["symbol"]: w for w in result["weights"]}
+    for evaluation in document["evaluations"]:
+        signal, weight = evaluation["signal"], weights[evaluation["symbol"]]
+        side = (
+            "—"
+            if signal is None
+            else f"{'long' if signal['direction'] > 0 else 'short'} {signal['confidence']:.1f}"
+        )
+        chance = "—" if evaluation["probability"] is None else f"{evaluation['probability']:.3f}"
+        why = evaluation["reason"] + ("; " + "; ".join(weight["reasons"]) if weight["reasons"] else "")
+        table.add_row(evaluation["symbol"], side, chance, _pct(weight["weight"]), why)
+    console.print(table)
 
 
 def main() -> None:

@@ -194,6 +194,8 @@ class VenueConfig(_Section):
     options: dict[str, Any] = Field(
         default_factory=dict, description="Extra ccxt options merged over tradeflow's defaults."
     )
+    maker_fee: float = Field(default=0.001, ge=0, lt=0.1, description="Fee rate of resting limit orders.")
+    taker_fee: float = Field(default=0.001, ge=0, lt=0.1, description="Fee rate of market and stop orders.")
 
     @field_validator("exchange")
     @classmethod
@@ -498,6 +500,120 @@ class TrainingConfig(_Section):
     auto_disable: bool = Field(default=True, description="Disable a flagged model automatically.")
 
 
+FeatureFamily = Literal["ml", "multi_timeframe", "volume_profile", "regime", "adaptive_thresholds"]
+_ALL_FAMILIES: list[FeatureFamily] = [
+    "ml",
+    "multi_timeframe",
+    "volume_profile",
+    "regime",
+    "adaptive_thresholds",
+]
+
+
+class StrategyConfig(_Section):
+    """Signals, allocation, exits and protections: shared by the backtest and the streaming flow."""
+
+    families: list[FeatureFamily] = Field(
+        default_factory=lambda: list(_ALL_FAMILIES),
+        description="Feature families in use; drop one to switch it off (the rest keeps working).",
+    )
+    long_threshold: float = Field(default=0.55, gt=0.5, lt=1, description="Base probability to go long.")
+    short_threshold: float = Field(default=0.45, gt=0, lt=0.5, description="Base probability to go short.")
+    allow_short: bool = Field(default=False, description="Produce short signals (spot venues: no).")
+    threshold_sensitivity: float = Field(
+        default=0.10, ge=0, le=0.5,
+        description="Threshold move between the 0th and 100th ATR percentile over 30 days.",
+    )  # fmt: skip
+    long_threshold_bounds: tuple[float, float] = Field(
+        default=(0.52, 0.65), description="The adaptive long threshold stays within these."
+    )
+    short_threshold_bounds: tuple[float, float] = Field(
+        default=(0.35, 0.48), description="The adaptive short threshold stays within these."
+    )
+    value_area_extension: float = Field(
+        default=0.01, ge=0, description="How far beyond the volume profile's value area an entry may be."
+    )
+    signal_cooldown_minutes: int = Field(
+        default=60, ge=0, description="A symbol's repeated direction within this long is suppressed."
+    )
+    target_volatility: float = Field(default=0.20, gt=0, description="Annualised volatility per position.")
+    max_symbol_weight: float = Field(default=0.40, gt=0, le=1, description="Cap on one symbol's weight.")
+    correlation_threshold: float = Field(
+        default=0.70, gt=0, lt=1, description="Symbols correlated above this (30 days) form a group."
+    )
+    correlated_group_weight: float = Field(
+        default=0.50, gt=0, le=1, description="Cap on a correlated group's total weight."
+    )
+    risk_budget: float = Field(
+        default=0.25, gt=0, description="Cap on the portfolio's annualised volatility."
+    )
+    max_gross_weight: float = Field(default=1.0, gt=0, le=1, description="Cap on total weight (no leverage).")
+    volatile_regime_factor: float = Field(
+        default=0.5, ge=0, le=1, description="Size multiplier in the VOLATILE regime."
+    )
+    correlation_window_days: float = Field(default=30.0, gt=0, description="Look-back of the correlations.")
+    stop_atr: float = Field(default=2.0, gt=0, description="Initial stop, in ATRs from the entry.")
+    take_profit_atr: list[float] = Field(
+        default_factory=lambda: [1.5, 3.0, 5.0], description="Partial take-profit levels, in ATRs."
+    )
+    take_profit_fractions: list[float] = Field(
+        default_factory=lambda: [1 / 3, 1 / 3, 1 / 3],
+        description="Share of the opening quantity each take-profit closes (the last closes the rest).",
+    )
+    breakeven_atr: float = Field(
+        default=2.0, ge=0, description="Move, in ATRs, after which the stop is at entry."
+    )
+    trailing_atr: float = Field(default=3.0, ge=0, description="Trailing stop distance in ATRs (0 = off).")
+    time_exit_minutes: int = Field(default=24 * 60, ge=0, description="Close a position after this long.")
+    regime_exit: bool = Field(default=True, description="Close a position when the regime turns against it.")
+    max_drawdown: float = Field(default=0.20, ge=0, lt=1, description="Drawdown that halts trading.")
+    daily_loss_limit: float = Field(default=0.05, ge=0, lt=1, description="Day's loss that pauses entries.")
+    stop_guard_count: int = Field(default=3, ge=0, description="Stops within the window that pause entries.")
+    stop_guard_window_minutes: int = Field(default=360, ge=1, description="Window of the stop-loss guard.")
+    stop_guard_pause_minutes: int = Field(
+        default=120, ge=0, description="Pause after the stop-loss guard trips."
+    )
+    cooldown_minutes: int = Field(
+        default=30, ge=0, description="No re-entry in a symbol this long after an exit."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StrategyConfig:
+        if len(self.take_profit_atr) != len(self.take_profit_fractions):
+            raise ValueError("take_profit_atr and take_profit_fractions must have the same length")
+        for name in ("long_threshold_bounds", "short_threshold_bounds"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high < 1:
+                raise ValueError(f"{name}: need 0 < low <= high < 1, got ({low}, {high})")
+        return self
+
+
+class BacktestSection(_Section):
+    """How the backtest trades and what it reports."""
+
+    initial_equity: float = Field(default=100_000.0, gt=0, description="Starting cash (quote currency).")
+    decision_minutes: int | None = Field(
+        default=None, ge=1, description="Minutes between decisions; default: training.row_step."
+    )
+    latency_ms: int = Field(default=0, ge=0, description="Decision-to-venue delay; fills come no earlier.")
+    participation: float = Field(
+        default=0.10, gt=0, le=1, description="Largest share of a bar's volume one symbol may take."
+    )
+    order_timeout_bars: int = Field(default=5, ge=1, description="Bars a market order may wait for volume.")
+    venue: str | None = Field(default=None, description="Whose fees apply; default: the first venue.")
+    half_spread: float = Field(
+        default=0.0001, ge=0, description="Half spread without stored order books (fraction)."
+    )
+    impact_coefficient: float = Field(
+        default=0.1, ge=0, description="Square-root impact coefficient without stored order books."
+    )
+    monte_carlo_scenarios: int = Field(default=10_000, ge=100, description="Monte Carlo scenarios.")
+    monte_carlo_block_minutes: int = Field(
+        default=60, ge=1, description="Returns are bootstrapped per this many minutes, in blocks of 24."
+    )
+    ablation: bool = Field(default=True, description="Also run with each feature family switched off.")
+
+
 class MlflowConfig(_Section):
     """Experiment tracking and the model registry."""
 
@@ -588,6 +704,8 @@ class Settings(BaseSettings):
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    backtest: BacktestSection = Field(default_factory=BacktestSection)
     venues: list[VenueConfig] = Field(default_factory=_default_venues, min_length=1)
 
     @classmethod

@@ -66,6 +66,7 @@ KINDS = (
     "fill",
     "risk_rejection",
     "kill_switch",
+    "backtest",
 )
 
 REDACTED = "[redacted]"

@@ -1,0 +1,69 @@
+"""The ``generate-signals`` and ``allocate-portfolio`` flows: composition only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+from prefect.utilities.annotations import quote
+
+from tasks.audit import checkpoint_audit
+from tasks.strategy import allocate_weights, generate, report_allocation, report_signals
+from tradeflow.config import load_settings
+
+
+@flow(name="generate-signals", log_prints=True)
+def generate_signals(config_path: str | None = None, snapshot: str = "latest") -> dict[str, Any]:
+    """Decide a signal per symbol on the snapshot's newest decision bar, with the champion model.
+
+    Each symbol's newest bar is scored by the champion (unless it is disabled) and goes through
+    the same signal rules as the backtest: the model's probability against thresholds that adapt
+    to volatility, multi-timeframe alignment for the confidence, the regime and the volume
+    profile. Every signal is stored, audited with its fingerprint, and listed in the ``signals``
+    artifact with the reason for each symbol that got none.
+
+    Args:
+        config_path: TOML config file; default ``$TRADEFLOW_CONFIG`` or ``./tradeflow.toml``.
+        snapshot: A snapshot id, a unique prefix, or ``latest``.
+    """
+    settings = load_settings(config_path)
+    config = quote(settings)
+    signals = generate(config, snapshot)
+    report_signals(quote(signals))
+    checkpoint = checkpoint_audit(config, quote(signals["audit"]))
+    return {"signals_id": signals["id"], "key": signals["key"], "checkpoint": checkpoint}
+
+
+@flow(name="allocate-portfolio", log_prints=True)
+def allocate_portfolio(
+    config_path: str | None = None, signals_id: str | None = None, equity: float | None = None
+) -> dict[str, Any]:
+    """Turn a signal set into target weights within every risk limit, and say why each weight is what it is.
+
+    Volatility targeting scaled by each signal's confidence, at most 40 % in one symbol, at most
+    50 % in a group of symbols correlated above 0.7 over 30 days, a cap on the portfolio's
+    volatility, half size in a VOLATILE regime, and the venue's lot sizes and minimums. Without
+    ``signals_id`` it first generates signals from the latest snapshot.
+
+    Args:
+        config_path: TOML config file; default ``$TRADEFLOW_CONFIG`` or ``./tradeflow.toml``.
+        signals_id: A stored signal set (from ``generate-signals``); default: generate one now.
+        equity: Portfolio equity to size against; default ``backtest.initial_equity``.
+    """
+    settings = load_settings(config_path)
+    config = quote(settings)
+    entries: list[dict[str, Any]] = []
+    if signals_id is None:
+        signals = generate(config, "latest")
+        report_signals(quote(signals))
+        signals_id, entries = signals["id"], signals["audit"]
+    allocation = allocate_weights(config, signals_id, equity or settings.backtest.initial_equity)
+    report_allocation(quote(allocation))
+    checkpoint = checkpoint_audit(config, quote(entries + allocation["audit"]))
+    return {
+        "signals_id": signals_id,
+        "allocation_id": allocation["id"],
+        "key": allocation["key"],
+        "weights": allocation["document"]["weights"],
+        "checkpoint": checkpoint,
+    }

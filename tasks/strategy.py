@@ -1,0 +1,149 @@
+"""Prefect tasks of the ``generate-signals`` and ``allocate-portfolio`` flows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from models.serving import probabilities, serving
+from models.tracking import tracker_from_settings
+from tasks.audit import record_steps
+from tradeflow.audit.records import ref
+from tradeflow.bootstrap import build_store
+from tradeflow.config import Settings
+from tradeflow.features.store import load_features, snapshot_candles
+from tradeflow.snapshot import Snapshot
+from tradeflow.strategy.decide import (
+    ALLOCATIONS_PREFIX,
+    SIGNALS_PREFIX,
+    decide_signals,
+    latest_rows,
+    load_document,
+    save_document,
+    target_weights,
+)
+from tradeflow.strategy.settings import allocation_limits, market_rules, signal_config
+
+_DEFAULTS: dict[str, Any] = {"cache_policy": NO_CACHE}
+
+
+def _decision_minutes(settings: Settings) -> int:
+    return settings.backtest.decision_minutes or settings.training.row_step
+
+
+@task(name="decide-signals", **_DEFAULTS)
+def generate(settings: Settings, snapshot_id: str) -> dict[str, Any]:
+    """Score the newest bar of each symbol with the champion and decide its signal; store and audit it."""
+    store = build_store(settings)
+    snapshot = Snapshot.open(store, snapshot_id)
+    rows = latest_rows(load_features(store, settings, snapshot.id), _decision_minutes(settings))
+    candles = snapshot_candles(snapshot, list(rows["symbol"]))
+    closes = {}
+    for row in rows.itertuples():
+        frame = candles[str(row.symbol)]
+        match = frame.loc[frame["timestamp"] == row.timestamp, "close"]
+        closes[str(row.symbol)] = float(match.iloc[0]) if len(match) else float("nan")
+    tracker = tracker_from_settings(settings)
+    version, model_id = serving(tracker)
+    document = decide_signals(
+        rows, closes, probabilities(tracker, version, rows), signal_config(settings), version
+    )
+    document |= {"snapshot_id": snapshot.id, "model_id": model_id}
+    key = save_document(store, SIGNALS_PREFIX, document)
+    parents = [snapshot.id, *([model_id] if model_id else [])]
+    items: list[tuple[str, dict[str, Any]]] = [
+        (
+            "signal",
+            {
+                "id": e["signal"]["id"],
+                "parents": parents,
+                "symbol": e["symbol"],
+                "time": e["time"],
+                "direction": e["signal"]["direction"],
+                "confidence": e["signal"]["confidence"],
+                "fingerprint": e["signal"]["fingerprint"],
+                "refs": [ref(store, key)],
+            },
+        )
+        for e in document["evaluations"]
+        if e["signal"] is not None
+    ]
+    entries = record_steps(settings, items) if items else []
+    return {"id": document["id"], "key": key, "document": document, "audit": entries}
+
+
+@task(name="report-signals", **_DEFAULTS)
+def report_signals(signals: dict[str, Any]) -> None:
+    """Publish the signal set as a Prefect table artifact."""
+    document = signals["document"]
+    rows = [
+        {
+            "symbol": e["symbol"],
+            "signal": ("long" if e["signal"]["direction"] > 0 else "short") if e["signal"] else "none",
+            "confidence": e["signal"]["confidence"] if e["signal"] else None,
+            "probability": e["probability"],
+            "why": e["reason"],
+        }
+        for e in document["evaluations"]
+    ]
+    create_table_artifact(
+        key="signals", table=rows, description=f"Signals {signals['id']} (model v{document['model_version']})"
+    )
+
+
+@task(name="allocate-weights", **_DEFAULTS)
+def allocate_weights(settings: Settings, signals_id: str, equity: float) -> dict[str, Any]:
+    """Turn a stored signal set into target weights within every risk limit; store and audit them."""
+    store = build_store(settings)
+    signals = load_document(store, SIGNALS_PREFIX, signals_id)
+    snapshot = Snapshot.open(store, signals["snapshot_id"])
+    symbols = [e["symbol"] for e in signals["evaluations"]]
+    candles = snapshot_candles(snapshot, symbols)
+    import pandas as pd
+
+    closes = pd.DataFrame(
+        {s: frame.set_index("timestamp")["close"] for s, frame in candles.items()}
+    ).sort_index()
+    document = target_weights(
+        signals,
+        closes,
+        equity,
+        allocation_limits(settings),
+        market_rules(settings),
+        settings.strategy.correlation_window_days,
+    )
+    key = save_document(store, ALLOCATIONS_PREFIX, document)
+    payload = {
+        "id": document["id"],
+        "parents": document["signal_ids"] or [signals_id],
+        "weights": {w["symbol"]: round(w["weight"], 8) for w in document["weights"]},
+        "refs": [ref(store, key)],
+    }
+    entries = record_steps(settings, [("allocation", payload)])
+    return {"id": document["id"], "key": key, "document": document, "audit": entries}
+
+
+@task(name="report-allocation", **_DEFAULTS)
+def report_allocation(allocation: dict[str, Any]) -> None:
+    """Publish the target weights and why each is what it is as a Prefect markdown artifact."""
+    document = allocation["document"]
+    lines = [
+        f"# Target weights `{allocation['id']}`",
+        "",
+        f"Gross {document['gross_weight']:.1%}, portfolio volatility {document['portfolio_volatility']:.1%}"
+        f" (annualised), equity {document['equity']:,.0f}.",
+        "",
+        "| symbol | weight | quantity | why |",
+        "|---|---:|---:|---|",
+    ]
+    for weight in document["weights"]:
+        lines.append(
+            f"| {weight['symbol']} | {weight['weight']:.2%} | {weight['quantity']:.6g} | "
+            f"{'; '.join(weight['reasons'])} |"
+        )
+    create_markdown_artifact(
+        key="target-weights", markdown="\n".join(lines), description="Target weights within the risk limits"
+    )
