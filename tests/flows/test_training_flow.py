@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -116,6 +119,59 @@ def test_a_rerun_on_the_same_snapshot_reuses_the_features_and_keeps_a_fair_champ
     assert not decision["promote"] and decision["champion_score"] is not None
     assert again["training"]["champion"] == trained["first"]["training"]["champion"]
     assert tracker(trained).version_by_alias("challenger") is not None
+
+
+def test_the_backtest_trades_held_out_periods_and_saves_an_audited_report(trained):
+    from flows.backtest import backtest
+    from models.tracking import PREDICTIONS_ARTIFACT
+
+    result = backtest(config_path=trained["config"])
+    store, champion = trained["store"], trained["first"]["training"]["champion"]
+    assert result["model_version"] == champion
+    # Trading starts where the first walk-forward test fold starts: every decision is out of sample.
+    folds = [f for m in trained["first"]["training"]["record"]["models"] for f in m.get("folds", [])]
+    predictions = tracker(trained).oos_predictions(champion)
+    assert predictions is not None and len(predictions) > 0 and PREDICTIONS_ARTIFACT.endswith(".parquet")
+    equity = pd.read_parquet(io.BytesIO(store.get(result["keys"]["equity"])))
+    assert int(equity["timestamp"].min()) == int(predictions["timestamp"].min())
+    del folds
+    html = store.get(result["keys"]["report"]).decode()
+    assert html.count("<svg") >= 5 and "Monte Carlo" in html and "without ml" in html
+    assert result["performance"]["trades"] == len(
+        pd.read_parquet(io.BytesIO(store.get(result["keys"]["trades"])))
+    )
+    assert result["monte_carlo"]["scenarios"] == 10_000
+    assert [row["variant"] for row in result["ablation"]][:2] == ["all families", "without ml"]
+    fills = pd.read_parquet(io.BytesIO(store.get(result["keys"]["fills"])))
+    assert fills["fee"].sum() == pytest.approx(result["costs"]["fees"])
+    # Audited with its lineage, logged to MLflow, summarised in a Prefect artifact.
+    [entry] = [e for e in result["audit"] if e["kind"] == "backtest"]
+    assert entry["payload"]["parents"][0] == trained["first"]["snapshot_id"]
+    assert entry["payload"]["parents"][1].endswith(f"/{champion}")
+    run = tracker(trained).client.get_run(result["mlflow_run"])
+    assert "total_return" in run.data.metrics
+    assert any(
+        a.path == "backtest_report.html" for a in tracker(trained).client.list_artifacts(run.info.run_id)
+    )
+    assert artifacts("backtest-summary")
+    # The same study again writes nothing new.
+    again = backtest(config_path=trained["config"])
+    assert again["keys"] == result["keys"]
+
+
+def test_signals_and_target_weights_are_decided_audited_and_explained(trained):
+    outcome = runner.invoke(app, ["signals", "--config", trained["config"]], terminal_width=200)
+    assert outcome.exit_code == 0, outcome.output
+    assert "target weight" in outcome.output and "p(up)" in outcome.output
+    settings = load_settings(trained["config"])
+    entries = list(iter_entries(trained["store"]))
+    [allocation] = [e for e in entries if e.kind == "allocation"][-1:]
+    weights = allocation.payload["weights"]
+    assert set(weights) == {"BTC/USDT", "ETH/USDT", "SOL/USDT"}
+    assert all(abs(w) <= settings.strategy.max_symbol_weight + 1e-12 for w in weights.values())
+    assert artifacts("target-weights") and artifacts("signals")
+    for parent in allocation.payload["parents"]:
+        assert parent.startswith("signal") or parent.startswith("signals-")
 
 
 def test_models_commands_list_compare_and_promote_by_hand(trained):

@@ -28,6 +28,7 @@ vectorbt comparison in ``bench/``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time as clock
 from collections.abc import Callable, Mapping, Sequence
@@ -916,7 +917,7 @@ def _result(
         fills=pd.DataFrame(sim.fills, columns=FILL_COLUMNS),
         trades=pd.DataFrame(sim.trades, columns=TRADE_COLUMNS),
         weights=pd.DataFrame(weights_rows, columns=["timestamp", "symbol", "target_weight", "actual_weight"]),
-        signals=pd.DataFrame(signal_rows),
+        signals=pd.DataFrame(signal_rows, columns=[*(f.name for f in dataclasses.fields(Signal)), "outcome"]),
         rejections=pd.DataFrame(sim.rejections, columns=["time", "symbol", "reason", "signal_id"]),
         protection_events=pd.DataFrame(
             sim.protection_events, columns=["time", "kind", "state", "reason", "symbol"]

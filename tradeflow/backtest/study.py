@@ -362,7 +362,7 @@ def save_study(store: ObjectStore, study: Study, html: str | None = None) -> dic
         "trades": study.result.trades,
         "fills": study.result.fills,
         "equity": study.result.equity,
-        "signals": study.result.signals.astype({"alignment": "float64"}, errors="ignore"),
+        "signals": study.result.signals,
     }
     keys = {"report": f"{folder}/report.html", "summary": f"{folder}/summary.json"}
     for name, frame in tables.items():
