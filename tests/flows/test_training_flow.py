@@ -141,6 +141,8 @@ def test_the_backtest_trades_held_out_periods_and_saves_an_audited_report(traine
         pd.read_parquet(io.BytesIO(store.get(result["keys"]["trades"])))
     )
     assert result["monte_carlo"]["scenarios"] == 10_000
+    if result["performance"]["trades"] == 0:
+        assert result["notes"] and result["notes"][0].startswith("No trades")
     assert [row["variant"] for row in result["ablation"]][:2] == ["all families", "without ml"]
     fills = pd.read_parquet(io.BytesIO(store.get(result["keys"]["fills"])))
     assert fills["fee"].sum() == pytest.approx(result["costs"]["fees"])

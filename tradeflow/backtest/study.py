@@ -86,6 +86,7 @@ class Study:
     ablation: pd.DataFrame | None
     benchmark: pd.Series
     facts: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """Return the headline numbers and provenance as plain values."""
@@ -103,6 +104,7 @@ class Study:
             "signals": len(self.result.signals),
             "seconds": self.result.seconds,
             "facts": self.facts,
+            "notes": self.notes,
         }
 
 
@@ -259,7 +261,29 @@ def run_study(
         "config hash": settings.config_hash[:16],
     }
     breakdown_tables = breakdowns(result.trades)
-    return Study(identifier, inputs, result, perf, breakdown_tables, carlo, table, benchmark, facts)
+    notes = _notes(inputs, result, config)
+    return Study(identifier, inputs, result, perf, breakdown_tables, carlo, table, benchmark, facts, notes)
+
+
+def _notes(inputs: StudyInputs, result: BacktestResult, config: BacktestConfig) -> list[str]:
+    """Return what a reader should know about the result, e.g. why there were no trades."""
+    if len(result.trades) or len(result.fills):
+        return []
+    signals = result.signals
+    if len(signals):
+        reasons = signals["outcome"].str.replace(r" \(.*\)$", "", regex=True).value_counts().head(3)
+        listed = ", ".join(f"{reason} ({count})" for reason, count in reasons.items())
+        return [f"No trades: {len(signals)} signals, none of which could be entered: {listed}."]
+    predictions = inputs.predictions
+    low = config.signal.long_threshold_bounds[0]
+    if "ml" in config.signal.families and predictions is not None and len(predictions):
+        highest = float(predictions["probability"].max())
+        return [
+            f"No trades: the model's probability of a rise never reached the long threshold (highest "
+            f"{highest:.3f}; the threshold is at least {low:.2f}). A model without an edge should not "
+            "trade; the ablation shows what the other feature families alone would have done."
+        ]
+    return ["No trades: no bar produced a signal."]
 
 
 def _start(inputs: StudyInputs) -> int:
