@@ -156,9 +156,13 @@ def test_the_backtest_trades_held_out_periods_and_saves_an_audited_report(traine
         a.path == "backtest_report.html" for a in tracker(trained).client.list_artifacts(run.info.run_id)
     )
     assert artifacts("backtest-summary")
-    # The same study again writes nothing new.
-    again = backtest(config_path=trained["config"])
-    assert again["keys"] == result["keys"]
+    # The same study again (here from the CLI) writes nothing new.
+    before = sorted(store.list("reports/backtests/"))
+    outcome = runner.invoke(app, ["backtest", "--config", trained["config"]], terminal_width=200)
+    assert outcome.exit_code == 0, outcome.output
+    assert "total return" in outcome.output and "Monte Carlo, 10,000 scenarios" in outcome.output
+    assert result["keys"]["report"].split("/")[-2][:12] in outcome.output
+    assert sorted(store.list("reports/backtests/")) == before
 
 
 def test_signals_and_target_weights_are_decided_audited_and_explained(trained):
