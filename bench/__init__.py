@@ -1,6 +1,6 @@
 """tradeflow benchmarks: ``python -m bench`` (or ``make bench``).
 
-Five questions, answered with numbers against the local simulated venues:
+Six questions, answered with numbers against the local simulated venues:
 
 1. Throughput: what does the whole ``ingest-market-data`` flow (fetch, parse, store, manifest,
    under Prefect) cost compared with a bare loop of ccxt ``fetch_ohlcv`` calls over the very
@@ -17,6 +17,10 @@ Five questions, answered with numbers against the local simulated venues:
    year of 1m candles (and its peak RSS), how the indicators both compute compare with TA-Lib
    on the same arrays (goal: within 2x), each model's fit seconds per walk-forward fold, and
    the latency of a one-row LightGBM ``Booster.predict`` (goal: p99 under 1 ms).
+6. Backtest: on the same entry/exit signals, fees and data, does the engine's signals mode make
+   the same trades and final equity as vectorbt's ``Portfolio.from_signals``, and is it no
+   slower than vectorbt warm (goal: ratio <= 1)? A parameter sweep's backtests per second on
+   100k bars, and the wall time of 10,000 Monte Carlo scenarios.
 
 Modules:
     cli: argument parsing and the order of the sections.

@@ -21,7 +21,7 @@ from tradeflow.bootstrap import prepare_environment
 from tradeflow.timeframes import iso, to_ms
 
 RESULTS_DIR = REPO / "bench" / "results"
-SECTIONS = ("throughput", "second-run", "validation", "audit", "features")
+SECTIONS = ("throughput", "second-run", "validation", "audit", "features", "backtest")
 
 #: The full run and the --quick smoke run: look-back days of 1m and 1h, and repetitions.
 FULL = {"days_1m": 30, "days_1h": 180, "repeat": 3}
@@ -57,7 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
             "            of 1m candles: median build time and peak RSS; RSI, ATR, MACD, BBANDS,\n"
             "            ADX/DI and OBV vs TA-Lib on the same arrays (goal: <= 2x TA-Lib); per-fold\n"
             "            fit seconds of lightgbm, logistic and random_forest in run_walk_forward; one-row\n"
-            "            LightGBM Booster.predict latency (goal: p99 < 1 ms)."
+            "            LightGBM Booster.predict latency (goal: p99 < 1 ms).\n"
+            "backtest    the backtester's signals mode (run_signals) vs vectorbt's warm\n"
+            "            Portfolio.from_signals on the same MA-crossover signals, 100,000 random-walk 1m\n"
+            "            bars and a recorded Binance 1m file (goal: <= 1x vectorbt, same trades and final\n"
+            "            equity); a 20-combination parameter sweep in backtests/s; monte_carlo with\n"
+            "            10,000 scenarios."
         ),
         epilog=(
             "Results: tables on stdout and bench/results/<UTC timestamp>.json.\n"
@@ -70,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  python -m bench --only validation\n"
             "  python -m bench --only audit --quick\n"
             "  python -m bench --only features --quick\n"
+            "  python -m bench --only backtest\n"
             "  make bench"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -79,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help=f"smoke run: {QUICK['days_1m']} days of 1m, {QUICK['days_1h']} days of 1h, "
         f"repeat {QUICK['repeat']}, fewer validation repetitions, smaller audit chains, "
-        "5 symbols x 60 days of 1m for the features section (explicit options still win)",
+        "5 symbols x 60 days of 1m for the features section, 20,000 bars for the backtest section "
+        "(explicit options still win)",
     )
     parser.add_argument("--only", choices=SECTIONS, help="run one section only (default: all)")
     parser.add_argument(
@@ -224,6 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     prepare_process(console)
 
     from bench import report
+    from bench.backtest import BACKTEST_GOAL
     from bench.throughput import measure_throughput
     from bench.workload import BenchError
 
@@ -235,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"[bold]tradeflow bench[/]: window end {iso(end_ms)}, {days['1m']} d of 1m, "
         f"{days['1h']} d of 1h, repeat {options['repeat']}; workspace {workspace.path}"
     )
-    throughput = second = validation = audit = features = None
+    throughput = second = validation = audit = features = backtest = None
     # The look-back of the first run the audit section measures its share of: the shipped
     # config's, or the smoke run's window when --quick's second-run section used that.
     shipped = {tf: workspace.base.history.days_for(tf) for tf in days}
@@ -276,6 +284,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from bench.features import run_in_child as run_features
 
             features = run_features(end_ms, args.quick)
+        if args.only in (None, "backtest"):
+            # In a child process too: vectorbt's import and numba's compiles stay out of this one.
+            from bench.backtest import run_in_child as run_backtest
+
+            backtest = run_backtest(args.quick)
     except BenchError as error:
         console.print(f"[bold red]benchmark invalid:[/] {error}")
         return 2
@@ -283,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.keep:
             workspace.cleanup()
 
-    _print_tables(console, report, throughput, second, validation, audit, features)
+    _print_tables(console, report, throughput, second, validation, audit, features, backtest)
     elapsed = time.perf_counter() - started
     payload = {
         "started_at": started_at.isoformat(),
@@ -296,6 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "validation": None if validation is None else validation.to_json(),
         "audit": None if audit is None else audit.to_json(),
         "features": None if features is None else features.to_json(),
+        "backtest": None if backtest is None else backtest.to_json(),
         "goal": {
             "throughput_ratio_max": report.THROUGHPUT_GOAL,
             "validation_over_fetch_below": report.VALIDATION_GOAL,
@@ -303,6 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "audit_share_of_ingest_flow_below": report.AUDIT_SHARE_GOAL,
             "features_indicators_over_talib_max": report.FEATURES_TALIB_GOAL,
             "features_booster_predict_p99_us_below": report.INFERENCE_P99_GOAL_US,
+            "backtest_run_signals_over_vectorbt_max": BACKTEST_GOAL,
         },
     }
     lines = report.verdicts(throughput, second, args.small_fraction)
@@ -312,6 +327,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines += report.audit_verdicts(audit)
     if features is not None:
         lines += report.features_verdicts(features)
+    if backtest is not None:
+        from bench.backtest import verdicts as backtest_verdicts
+
+        lines += backtest_verdicts(backtest)
     payload["verdicts"] = [Console(width=400).render_str(line).plain for line in lines]
     path = report.write_results(args.results, started_at, payload)
     console.rule("Verdict")
@@ -362,6 +381,7 @@ def _print_tables(
     validation: Any,
     audit: Any,
     features: Any = None,
+    backtest: Any = None,
 ) -> None:
     console.print()
     if throughput is not None:
@@ -402,3 +422,10 @@ def _print_tables(
         console.print(report.features_talib_table(features))
         console.print(report.features_training_table(features))
         console.print(report.features_inference_table(features))
+    if backtest is not None:
+        from bench.backtest import tables as backtest_tables
+
+        for warning in backtest.warnings:
+            console.print(f"[yellow]warning:[/] {warning}")
+        for table in backtest_tables(backtest):
+            console.print(table)

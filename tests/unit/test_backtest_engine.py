@@ -212,3 +212,20 @@ def test_signals_mode_buys_with_all_cash_and_sells_everything() -> None:
     first = 100_000 / (opens[11] * 1.001)
     assert trades["quantity"].iloc[0] == pytest.approx(first)
     assert math.isclose(result.equity["cash"].iloc[-1], result.equity["equity"].iloc[-1])
+
+
+def test_signals_mode_never_spends_more_than_the_cash_with_slippage() -> None:
+    times = T0 + MINUTE_MS * np.arange(4, dtype=np.int64)
+    bars = pd.DataFrame(
+        {"timestamp": times, "open": 100.0, "high": 101.0, "low": 99.0, "close": 100.0, "volume": 1e9}
+    )
+    entries = np.array([[True, False, False, False]])
+    result = run_signals(
+        MarketData.from_candles({"X": bars}),
+        entries,
+        np.zeros((1, 4), dtype=bool),
+        {"X": CostModel(0.001, 0.001, half_spread=0.005, impact_coefficient=0.0)},
+    )
+    [fill] = result.fills.itertuples()
+    assert fill.price == pytest.approx(100.5)
+    assert result.equity["cash"].iloc[-1] == pytest.approx(0.0, abs=1e-6)

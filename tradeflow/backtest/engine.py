@@ -965,12 +965,26 @@ def run_signals(
             if fill_at >= bars or math.isnan(market.open[symbol, fill_at]):
                 continue
             if side == 1:
-                quantity = budget[symbol] / (market.open[symbol, fill_at] * (1 + models[symbol].taker_fee))
+                quantity = _affordable(sim, symbol, fill_at, budget[symbol])
             before = sim.cash
             _fill_all(sim, symbol, fill_at, side, quantity, kind, "signal")
             budget[symbol] += sim.cash - before
     generator = SignalGenerator(config.signal, None)
     return _result(sim, generator, [], [], config, started, costs)
+
+
+def _affordable(sim: _Simulation, symbol: int, bar: int, cash: float) -> float:
+    """Return the quantity that ``cash`` buys at ``bar``'s open, after the fee and the slippage.
+
+    Slippage grows with the order, so the quantity is sized on the price a first estimate would
+    fill at: the smaller second quantity fills no higher, so it never spends more than ``cash``.
+    """
+    market, cost = sim.market, sim.costs[symbol]
+    reference = float(market.open[symbol, bar])
+    quantity = cash / (reference * (1 + cost.taker_fee))
+    spread, impact = cost.slippage(quantity * reference, float(market.volume[symbol, bar]) * reference)
+    price = fill_price(1, reference, spread + impact, market.high[symbol, bar], market.low[symbol, bar])
+    return cash / (price * (1 + cost.taker_fee))
 
 
 def _fill_all(
