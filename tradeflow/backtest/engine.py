@@ -378,6 +378,7 @@ class _Simulation:
         self.rejections: list[dict[str, Any]] = []
         self.next_order = 1
         self.volume_used: dict[tuple[int, int], float] = {}
+        self._eligible: list[int] | None = None
         self.on_closed: Callable[[int, int, str], None] | None = None
 
     # --- equity ---------------------------------------------------------------------------------
@@ -402,8 +403,12 @@ class _Simulation:
         return max(cap - self.volume_used.get((symbol, bar), 0.0), 0.0)
 
     def eligible_bar(self, bar: int) -> int:
-        arrival = int(self.market.times[bar]) + MINUTE_MS + self.config.latency_ms
-        return int(np.searchsorted(self.market.times, arrival, side="left"))
+        """Return the first bar an order decided at ``bar``'s close can fill on (after the latency)."""
+        if self._eligible is None:
+            times = self.market.times
+            arrival = times + MINUTE_MS + self.config.latency_ms
+            self._eligible = np.searchsorted(times, arrival, side="left").tolist()
+        return int(self._eligible[bar])
 
     def submit(
         self,
@@ -914,7 +919,9 @@ def _result(
     )
     return BacktestResult(
         equity=frame,
-        fills=pd.DataFrame(sim.fills, columns=FILL_COLUMNS),
+        fills=pd.DataFrame(dict(zip(FILL_COLUMNS, map(list, zip(*sim.fills, strict=True)), strict=True)))
+        if sim.fills
+        else pd.DataFrame(columns=FILL_COLUMNS),
         trades=pd.DataFrame(sim.trades, columns=TRADE_COLUMNS),
         weights=pd.DataFrame(weights_rows, columns=["timestamp", "symbol", "target_weight", "actual_weight"]),
         signals=pd.DataFrame(signal_rows, columns=[*(f.name for f in dataclasses.fields(Signal)), "outcome"]),
