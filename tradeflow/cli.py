@@ -1153,6 +1153,8 @@ def _print_backtest(summary: dict[str, Any]) -> None:
         parts = [f"{row['variant'].removeprefix('without ')} {row['contribution']:+.2%}"
                  for row in summary["ablation"][1:] if row.get("contribution") is not None]  # fmt: skip
         console.print("Each family's contribution to the total return: " + ", ".join(parts) + ".")
+    for note in summary.get("notes", []):
+        console.print(f"[yellow]{note}[/]")
     console.print(
         f"Report: [cyan]{summary['report_path']}[/] (also in MLflow, run {summary['mlflow_run'][:12]})."
     )

@@ -229,3 +229,12 @@ def test_signals_mode_never_spends_more_than_the_cash_with_slippage() -> None:
     [fill] = result.fills.itertuples()
     assert fill.price == pytest.approx(100.5)
     assert result.equity["cash"].iloc[-1] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_why_no_signal_is_counted_per_reason() -> None:
+    from tradeflow.strategy.signals import SignalConfig
+
+    strict = SignalConfig(long_threshold=0.9, long_threshold_bounds=(0.9, 0.95))
+    _, _, result = run(BacktestConfig(signal=strict))
+    assert result.trades.empty and result.fills.empty
+    assert result.no_signal["inside the thresholds"] > 100

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import time as clock
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ from tradeflow.strategy.signals import Signal, SignalConfig, SignalGenerator
 from tradeflow.timeframes import MINUTE_MS
 
 FloatArray = npt.NDArray[np.float64]
+_REASON_NUMBERS = re.compile(r"\d+(\.\d+)?%|\d+(?= more minute)")
 IntArray = npt.NDArray[np.int64]
 MINUTES_PER_YEAR = 365 * 24 * 60
 DAY_MS = 24 * 60 * MINUTE_MS
@@ -325,6 +327,7 @@ class BacktestResult:
         protection_events: What the protections did, when and why.
         threshold_adjustments: The adaptive thresholds' changes.
         family_status: Per feature family: on, off or failed, and why.
+        no_signal: Why decisions gave no signal, with counts (percentages and minutes in them as ``x``).
         costs: Per symbol, the cost model used.
         config: The configuration.
         seconds: Wall time of the simulation.
@@ -339,6 +342,7 @@ class BacktestResult:
     protection_events: pd.DataFrame
     threshold_adjustments: pd.DataFrame
     family_status: dict[str, dict[str, Any]]
+    no_signal: dict[str, int]
     costs: dict[str, dict[str, Any]]
     config: BacktestConfig
     seconds: float
@@ -379,6 +383,7 @@ class _Simulation:
         self.next_order = 1
         self.volume_used: dict[tuple[int, int], float] = {}
         self._eligible: list[int] | None = None
+        self.no_signal: dict[str, int] = {}
         self.on_closed: Callable[[int, int, str], None] | None = None
 
     # --- equity ---------------------------------------------------------------------------------
@@ -804,6 +809,8 @@ def _decide(
         evaluation = generator.evaluate(name, time, row, None if math.isnan(probability) else probability)
         signal = evaluation.signal
         if signal is None:
+            reason = _REASON_NUMBERS.sub("x", evaluation.reason.rsplit(": ", 1)[-1])
+            sim.no_signal[reason] = sim.no_signal.get(reason, 0) + 1
             continue
         position = sim.positions.get(symbol)
         record = signal.to_dict() | {"outcome": ""}
@@ -931,6 +938,7 @@ def _result(
         ),
         threshold_adjustments=pd.DataFrame([a.to_dict() for a in generator.adjustments]),
         family_status={name: status.to_dict() for name, status in generator.family_status.items()},
+        no_signal=dict(sorted(sim.no_signal.items(), key=lambda item: -item[1])),
         costs={symbol: model.to_dict() for symbol, model in costs.items()},
         config=config,
         seconds=clock.perf_counter() - started,

@@ -99,6 +99,7 @@ class Study:
             "monte_carlo": None if self.monte_carlo is None else _plain(self.monte_carlo.to_dict()),
             "ablation": None if self.ablation is None else _plain(self.ablation.to_dict(orient="records")),
             "family_status": self.result.family_status,
+            "no_signal": self.result.no_signal,
             "protection_events": len(self.result.protection_events),
             "rejections": len(self.result.rejections),
             "signals": len(self.result.signals),
@@ -271,18 +272,22 @@ def _notes(inputs: StudyInputs, result: BacktestResult, config: BacktestConfig) 
         return []
     signals = result.signals
     if len(signals):
-        reasons = signals["outcome"].str.replace(r" \(.*\)$", "", regex=True).value_counts().head(3)
-        listed = ", ".join(f"{reason} ({count})" for reason, count in reasons.items())
+        outcomes = signals["outcome"].str.replace(r" \(.*\)$", "", regex=True).value_counts().head(3)
+        listed = ", ".join(f"{outcome} ({count})" for outcome, count in outcomes.items())
         return [f"No trades: {len(signals)} signals, none of which could be entered: {listed}."]
+    reasons = ", ".join(f"{reason} ({count:,})" for reason, count in list(result.no_signal.items())[:4])
     predictions = inputs.predictions
-    low = config.signal.long_threshold_bounds[0]
     if "ml" in config.signal.families and predictions is not None and len(predictions):
         highest = float(predictions["probability"].max())
         return [
-            f"No trades: the model's probability of a rise never reached the long threshold (highest "
-            f"{highest:.3f}; the threshold is at least {low:.2f}). A model without an edge should not "
-            "trade; the ablation shows what the other feature families alone would have done."
+            f"No trades: no decision produced a signal. The model's highest probability of a rise was "
+            f"{highest:.3f} (long threshold {config.signal.long_threshold:.2f}, adapting within "
+            f"{config.signal.long_threshold_bounds[0]:.2f}–{config.signal.long_threshold_bounds[1]:.2f}); "
+            f"why decisions gave none: {reasons}. A model without an edge should not trade; the "
+            "ablation shows what the other feature families alone would have done."
         ]
+    if reasons:
+        return [f"No trades: no decision produced a signal; why: {reasons}."]
     return ["No trades: no bar produced a signal."]
 
 
