@@ -216,3 +216,13 @@ def trusted_public_keys(settings: Settings) -> dict[str, Ed25519PublicKey]:
         source = f"${settings.audit.signing_key_env}"
         texts.append((public_key_text(load_private_key(signing, source).public_key()), source))
     return trusted_keys(texts)
+
+
+def ledger_url(settings: Settings) -> str:
+    """Return the ledger's database URL: ``[ledger] url``, or SQLite in the data folder."""
+    from tradeflow.ledger.store import default_url
+
+    if settings.ledger.url:
+        return settings.ledger.url
+    settings.data_dir.resolve().mkdir(parents=True, exist_ok=True)
+    return default_url(settings.data_dir.resolve())

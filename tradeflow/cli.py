@@ -870,6 +870,48 @@ def audit_keygen() -> None:
 
 features_app = typer.Typer(help="Feature matrices built from snapshots.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
+ledger_app = typer.Typer(
+    help="The SQL ledger of orders, fills, positions and risk events.", no_args_is_help=True
+)
+app.add_typer(ledger_app, name="ledger")
+
+
+@ledger_app.command("status")
+def ledger_status(config: ConfigOption = None) -> None:
+    """Show where the ledger is and whether its schema is current; exit 1 if it is behind."""
+    from tradeflow.bootstrap import ledger_url
+    from tradeflow.ledger.store import Ledger
+
+    settings = _settings(config)
+    ledger = Ledger(ledger_url(settings))
+    try:
+        current, head = ledger.schema_revision(), ledger.head_revision()
+    finally:
+        ledger.close()
+    state = "[green]current[/]" if current == head else "[yellow]behind: run `tradeflow ledger upgrade`[/]"
+    where = ledger.url.render_as_string(hide_password=True)
+    console.print(f"Ledger {where}: schema {current or 'empty'} (newest {head}), {state}")
+    if current != head:
+        raise typer.Exit(1)
+
+
+@ledger_app.command("upgrade")
+def ledger_upgrade(config: ConfigOption = None) -> None:
+    """Create the ledger's tables, or migrate them to the newest schema (Alembic)."""
+    from tradeflow.bootstrap import ledger_url
+    from tradeflow.ledger.store import Ledger
+
+    settings = _settings(config)
+    ledger = Ledger(ledger_url(settings))
+    try:
+        before = ledger.schema_revision()
+        ledger.upgrade()
+        after = ledger.schema_revision()
+    finally:
+        ledger.close()
+    console.print(
+        f"Ledger {ledger.url.render_as_string(hide_password=True)}: schema {before or 'empty'} → {after}"
+    )
 
 
 @features_app.command("build")

@@ -614,6 +614,16 @@ class BacktestSection(_Section):
     ablation: bool = Field(default=True, description="Also run with each feature family switched off.")
 
 
+class LedgerConfig(_Section):
+    """The SQL ledger of orders, fills, positions, balances and risk events."""
+
+    url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host:5432/tradeflow; "
+        "default: SQLite at <data_dir>/ledger.db.",
+    )
+
+
 class MlflowConfig(_Section):
     """Experiment tracking and the model registry."""
 
@@ -706,6 +716,7 @@ class Settings(BaseSettings):
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     backtest: BacktestSection = Field(default_factory=BacktestSection)
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     venues: list[VenueConfig] = Field(default_factory=_default_venues, min_length=1)
 
     @classmethod

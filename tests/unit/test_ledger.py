@@ -257,3 +257,23 @@ def test_two_threads_recording_the_same_fill_count_it_once(url: str, ledger: Led
         ledgers[1].close()
     assert sorted(results) == [False, True]  # type: ignore[type-var]
     assert ledger.position("sim", "BTC/USDT").quantity == 1  # type: ignore[union-attr]
+
+
+def test_ledger_commands_create_then_report_a_current_schema(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tradeflow.cli import app
+
+    config = tmp_path / "tradeflow.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\n[ledger]\nurl = "sqlite:///{tmp_path / "l.db"}"\n')
+    runner = CliRunner()
+    behind = runner.invoke(app, ["ledger", "status", "--config", str(config)], terminal_width=200)
+    assert (
+        behind.exit_code == 1
+        and "schema empty" in behind.output
+        and "tradeflow ledger upgrade" in behind.output
+    )
+    upgraded = runner.invoke(app, ["ledger", "upgrade", "--config", str(config)], terminal_width=200)
+    assert upgraded.exit_code == 0 and "empty → 0001" in upgraded.output
+    current = runner.invoke(app, ["ledger", "status", "--config", str(config)], terminal_width=200)
+    assert current.exit_code == 0 and "current" in current.output
