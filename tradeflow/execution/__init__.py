@@ -1,0 +1,1 @@
+"""The streaming execution engine: local order books, pre-trade risk, brokers."""
