@@ -10,10 +10,18 @@ from prefect.cache_policies import NO_CACHE
 
 from models.serving import serving, walk_forward_predictions
 from models.tracking import tracker_from_settings
+from models.training import version_id
 from tasks.audit import record_steps
 from tradeflow.audit.records import ref
 from tradeflow.backtest.report import render_report
-from tradeflow.backtest.study import StudyInputs, load_inputs, report_inputs, run_study, save_study
+from tradeflow.backtest.study import (
+    StudyInputs,
+    audit_item,
+    load_inputs,
+    report_inputs,
+    run_study,
+    save_study,
+)
 from tradeflow.bootstrap import build_store
 from tradeflow.config import Settings
 from tradeflow.snapshot import Snapshot
@@ -41,17 +49,9 @@ def simulate(settings: Settings, inputs: StudyInputs) -> dict[str, Any]:
     tracker = tracker_from_settings(settings)
     summary = study.summary()
     run_id = tracker.log_backtest(study.id, summary, html, inputs.model_version)
-    parents = [inputs.snapshot_id] + (
-        [f"{tracker.registered_model}/{inputs.model_version}"] if inputs.model_version else []
-    )
-    payload = {
-        "id": f"backtest-{study.id[:24]}",
-        "parents": parents,
-        "mlflow_run": run_id,
-        "total_return": summary["performance"]["total_return"],
-        "refs": [ref(store, keys["report"]), ref(store, keys["summary"])],
-    }
-    entries = record_steps(settings, [("backtest", payload)])
+    model_id = version_id(tracker, inputs.model_version) if inputs.model_version else None
+    refs = [ref(store, keys["report"]), ref(store, keys["summary"])]
+    entries = record_steps(settings, [audit_item(study, model_id, run_id, refs)])
     return summary | {
         "keys": keys,
         "mlflow_run": run_id,

@@ -14,24 +14,23 @@ from tasks.audit import record_steps
 from tradeflow.audit.records import ref
 from tradeflow.bootstrap import build_store
 from tradeflow.config import Settings
-from tradeflow.features.store import load_features, snapshot_candles
+from tradeflow.features.store import load_features
 from tradeflow.snapshot import Snapshot
 from tradeflow.strategy.decide import (
     ALLOCATIONS_PREFIX,
     SIGNALS_PREFIX,
+    allocation_item,
+    close_frame,
     decide_signals,
-    latest_rows,
     load_document,
+    newest_bars,
     save_document,
+    signal_items,
     target_weights,
 )
-from tradeflow.strategy.settings import allocation_limits, market_rules, signal_config
+from tradeflow.strategy.settings import allocation_limits, decision_minutes, market_rules, signal_config
 
 _DEFAULTS: dict[str, Any] = {"cache_policy": NO_CACHE}
-
-
-def _decision_minutes(settings: Settings) -> int:
-    return settings.backtest.decision_minutes or settings.training.row_step
 
 
 @task(name="decide-signals", **_DEFAULTS)
@@ -39,13 +38,9 @@ def generate(settings: Settings, snapshot_id: str) -> dict[str, Any]:
     """Score the newest bar of each symbol with the champion and decide its signal; store and audit it."""
     store = build_store(settings)
     snapshot = Snapshot.open(store, snapshot_id)
-    rows = latest_rows(load_features(store, settings, snapshot.id), _decision_minutes(settings))
-    candles = snapshot_candles(snapshot, list(rows["symbol"]))
-    closes = {}
-    for row in rows.itertuples():
-        frame = candles[str(row.symbol)]
-        match = frame.loc[frame["timestamp"] == row.timestamp, "close"]
-        closes[str(row.symbol)] = float(match.iloc[0]) if len(match) else float("nan")
+    rows, closes = newest_bars(
+        snapshot, load_features(store, settings, snapshot.id), decision_minutes(settings)
+    )
     tracker = tracker_from_settings(settings)
     version, model_id = serving(tracker)
     document = decide_signals(
@@ -53,24 +48,7 @@ def generate(settings: Settings, snapshot_id: str) -> dict[str, Any]:
     )
     document |= {"snapshot_id": snapshot.id, "model_id": model_id}
     key = save_document(store, SIGNALS_PREFIX, document)
-    parents = [snapshot.id, *([model_id] if model_id else [])]
-    items: list[tuple[str, dict[str, Any]]] = [
-        (
-            "signal",
-            {
-                "id": e["signal"]["id"],
-                "parents": parents,
-                "symbol": e["symbol"],
-                "time": e["time"],
-                "direction": e["signal"]["direction"],
-                "confidence": e["signal"]["confidence"],
-                "fingerprint": e["signal"]["fingerprint"],
-                "refs": [ref(store, key)],
-            },
-        )
-        for e in document["evaluations"]
-        if e["signal"] is not None
-    ]
+    items = signal_items(document, [snapshot.id, *([model_id] if model_id else [])], [ref(store, key)])
     entries = record_steps(settings, items) if items else []
     return {"id": document["id"], "key": key, "document": document, "audit": entries}
 
@@ -99,14 +77,9 @@ def allocate_weights(settings: Settings, signals_id: str, equity: float) -> dict
     """Turn a stored signal set into target weights within every risk limit; store and audit them."""
     store = build_store(settings)
     signals = load_document(store, SIGNALS_PREFIX, signals_id)
-    snapshot = Snapshot.open(store, signals["snapshot_id"])
-    symbols = [e["symbol"] for e in signals["evaluations"]]
-    candles = snapshot_candles(snapshot, symbols)
-    import pandas as pd
-
-    closes = pd.DataFrame(
-        {s: frame.set_index("timestamp")["close"] for s, frame in candles.items()}
-    ).sort_index()
+    closes = close_frame(
+        Snapshot.open(store, signals["snapshot_id"]), [e["symbol"] for e in signals["evaluations"]]
+    )
     document = target_weights(
         signals,
         closes,
@@ -116,13 +89,7 @@ def allocate_weights(settings: Settings, signals_id: str, equity: float) -> dict
         settings.strategy.correlation_window_days,
     )
     key = save_document(store, ALLOCATIONS_PREFIX, document)
-    payload = {
-        "id": document["id"],
-        "parents": document["signal_ids"] or [signals_id],
-        "weights": {w["symbol"]: round(w["weight"], 8) for w in document["weights"]},
-        "refs": [ref(store, key)],
-    }
-    entries = record_steps(settings, [("allocation", payload)])
+    entries = record_steps(settings, [allocation_item(document, signals_id, [ref(store, key)])])
     return {"id": document["id"], "key": key, "document": document, "audit": entries}
 
 

@@ -12,6 +12,10 @@ from datetime import UTC, datetime
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
 DAY_MS = 24 * HOUR_MS
+#: Minutes in a 365-day year: crypto trades every day, so returns annualise over all of them.
+MINUTES_PER_YEAR = 365 * 24 * 60
+#: Milliseconds in a 365-day year.
+YEAR_MS = MINUTES_PER_YEAR * MINUTE_MS
 
 _UNIT_MS = {"m": MINUTE_MS, "h": HOUR_MS, "d": DAY_MS}
 _TIMEFRAME = re.compile(r"^(\d+)([mhd])$")

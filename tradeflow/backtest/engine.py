@@ -51,13 +51,11 @@ from tradeflow.strategy.allocation import (
 from tradeflow.strategy.exits import ExitConfig, PositionExits
 from tradeflow.strategy.protections import ProtectionConfig, Protections, first_breach
 from tradeflow.strategy.signals import Signal, SignalConfig, SignalGenerator
-from tradeflow.timeframes import MINUTE_MS
+from tradeflow.timeframes import DAY_MS, MINUTE_MS, MINUTES_PER_YEAR
 
 FloatArray = npt.NDArray[np.float64]
 _REASON_NUMBERS = re.compile(r"\d+(\.\d+)?%|\d+(?= more minute)")
 IntArray = npt.NDArray[np.int64]
-MINUTES_PER_YEAR = 365 * 24 * 60
-DAY_MS = 24 * 60 * MINUTE_MS
 #: Feature columns the decisions read (besides ``regime``).
 DECISION_COLUMNS = (
     "atr_percentile",
@@ -415,6 +413,14 @@ class _Simulation:
             self._eligible = np.searchsorted(times, arrival, side="left").tolist()
         return int(self._eligible[bar])
 
+    def immediate_order(
+        self, bar: int, symbol: int, side: int, quantity: float, kind: str, reason: str
+    ) -> _Order:
+        """Return a new order that fills on ``bar`` itself (a resting exit, or the signals mode)."""
+        order = _Order(self.next_order, symbol, side, quantity, kind, reason, bar, bar)
+        self.next_order += 1
+        return order
+
     def submit(
         self,
         bar: int,
@@ -611,10 +617,7 @@ class _Simulation:
             time = int(market.times[bar])
             for action in position.exits.on_bar(high, low, time, regime):
                 side = -position.direction
-                order = _Order(0, symbol, side, action.quantity, "exit", action.kind, bar, bar)
                 if not action.resting:
-                    order.id = self.next_order
-                    self.next_order += 1
                     self.submit(bar, symbol, side, action.quantity, "exit", action.kind)
                     continue
                 open_ = market.open[symbol, bar]
@@ -633,8 +636,7 @@ class _Simulation:
                         else cost.slippage(quantity * reference, market.volume[symbol, bar] * reference)
                     )
                     price = fill_price(side, reference, spread + impact, high, low)
-                    order.id = self.next_order
-                    self.next_order += 1
+                    order = self.immediate_order(bar, symbol, side, action.quantity, "exit", action.kind)
                     self.fill(
                         bar,
                         order,
@@ -656,10 +658,6 @@ class _Simulation:
             pending = sum(o.quantity for o in self.orders if o.symbol == symbol)
             left = abs(self.quantities[symbol]) - pending
             self.submit(bar, symbol, -position.direction, left, "exit", reason)
-
-
-def _entry_confidence(position: _Position | None) -> float:
-    return 0.0 if position is None else position.confidence
 
 
 def run_backtest(
@@ -766,15 +764,17 @@ def _next_bar(
             market.high[symbol, start:stop], market.low[symbol, start:stop], market.times[start:stop], labels
         )
         stop = start + found
-    if stop > start:
-        path = sim.equity_path(start, stop)
-        stop = start + first_breach(sim.protections, market.times[start:stop], path)
-    if stop > start:
+    if stop <= start:
+        return stop
+    path = sim.equity_path(start, stop)
+    quiet = first_breach(sim.protections, market.times[start:stop], path)
+    stop = start + quiet
+    if quiet:
         for symbol, position in sim.positions.items():
             position.exits.skip(market.high[symbol, start:stop], market.low[symbol, start:stop])
-        path = sim.equity_path(start, stop)
+        highest = float(path[:quiet].max())
         peak = sim.protections.peak
-        sim.protections.peak = float(path.max()) if math.isnan(peak) else max(peak, float(path.max()))
+        sim.protections.peak = highest if math.isnan(peak) else max(peak, highest)
     return stop
 
 
@@ -845,7 +845,7 @@ def _decide(
         if signal is not None:
             direction, confidence, regime = signal.direction, signal.confidence, signal.regime
         elif position is not None:
-            direction, confidence, regime = position.direction, _entry_confidence(position), position.regime
+            direction, confidence, regime = position.direction, position.confidence, position.regime
         else:
             direction, confidence, regime = 0, 0.0, None
         inputs.append(
@@ -1011,6 +1011,5 @@ def _fill_all(
     cost = sim.costs[symbol]
     spread, impact = cost.slippage(quantity * reference, market.volume[symbol, bar] * reference)
     price = fill_price(side, reference, spread + impact, market.high[symbol, bar], market.low[symbol, bar])
-    order = _Order(sim.next_order, symbol, side, quantity, kind, reason, bar, bar)
-    sim.next_order += 1
+    order = sim.immediate_order(bar, symbol, side, quantity, kind, reason)
     sim.fill(bar, order, quantity, price, reference, cost.taker_fee, spread)

@@ -27,6 +27,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from tradeflow.timeframes import DAY_MS, MINUTES_PER_YEAR, YEAR_MS
+
 __all__ = [
     "MINUTES_PER_YEAR",
     "YEAR_MS",
@@ -50,12 +52,6 @@ __all__ = [
     "trading_session",
 ]
 
-#: Minutes in a (365-day) year: crypto trades every day.
-MINUTES_PER_YEAR = 365 * 24 * 60
-#: Milliseconds in a (365-day) year.
-YEAR_MS = MINUTES_PER_YEAR * 60_000
-#: Milliseconds in a day.
-DAY_MS = 24 * 60 * 60_000
 #: The trading sessions by UTC hour of the entry: [0, 8), [8, 16) and [16, 24).
 SESSIONS = ("asia", "europe", "america")
 #: The trade attributes :func:`breakdowns` groups by (``session`` is derived from ``entry_time``).

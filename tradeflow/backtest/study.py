@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -25,18 +24,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tradeflow.audit.records import Item
 from tradeflow.backtest.costs import CostModel, calibrate_costs
 from tradeflow.backtest.engine import BacktestConfig, BacktestResult, Decisions, MarketData, run_backtest
 from tradeflow.backtest.metrics import Performance, breakdowns, performance
 from tradeflow.backtest.montecarlo import MonteCarloResult, monte_carlo, resample_returns
 from tradeflow.backtest.report import ReportInputs, render_report
-from tradeflow.canonical import content_hash
+from tradeflow.canonical import content_hash, json_safe
 from tradeflow.config import Settings
 from tradeflow.features.store import load_features, snapshot_books, snapshot_candles
 from tradeflow.snapshot import Snapshot
 from tradeflow.storage.objectstore import ObjectStore
 from tradeflow.strategy.settings import (
     allocation_limits,
+    decision_minutes,
     exit_config,
     market_rules,
     protection_config,
@@ -94,10 +95,10 @@ class Study:
             "id": self.id,
             "snapshot_id": self.inputs.snapshot_id,
             "model_version": self.inputs.model_version,
-            "performance": _plain(self.performance.to_dict()),
+            "performance": json_safe(self.performance.to_dict()),
             "costs": self.result.cost_summary(),
-            "monte_carlo": None if self.monte_carlo is None else _plain(self.monte_carlo.to_dict()),
-            "ablation": None if self.ablation is None else _plain(self.ablation.to_dict(orient="records")),
+            "monte_carlo": None if self.monte_carlo is None else json_safe(self.monte_carlo.to_dict()),
+            "ablation": None if self.ablation is None else json_safe(self.ablation.to_dict(orient="records")),
             "family_status": self.result.family_status,
             "no_signal": self.result.no_signal,
             "protection_events": len(self.result.protection_events),
@@ -109,19 +110,6 @@ class Study:
         }
 
 
-def _plain(value: Any) -> Any:
-    """Return ``value`` with NaN and infinities as None, numpy scalars as Python ones (JSON-safe)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def backtest_config(settings: Settings, families: frozenset[str] | None = None) -> BacktestConfig:
     """Return the backtest's config from ``[backtest]`` and ``[strategy]`` (optionally other families)."""
     section = settings.backtest
@@ -130,7 +118,7 @@ def backtest_config(settings: Settings, families: frozenset[str] | None = None) 
         signal = signal.with_families(families)
     return BacktestConfig(
         initial_equity=section.initial_equity,
-        decision_minutes=section.decision_minutes or settings.training.row_step,
+        decision_minutes=decision_minutes(settings),
         latency_ms=section.latency_ms,
         participation=section.participation,
         order_timeout_bars=section.order_timeout_bars,
@@ -209,12 +197,7 @@ def run_study(
     say(f"backtest: {len(symbols)} symbols, {market.times.size:,} bars, {decisions.times.size:,} decisions")
     result = run_backtest(market, decisions, config, costs, rules, inputs.model_version)
     equity = result.equity_series
-    perf = performance(
-        equity,
-        result.trades,
-        result.fills,
-        pd.Series(result.equity["exposure"].to_numpy(), index=equity.index),
-    )
+    perf = _performance(result)
     scenario_count = section.monte_carlo_scenarios if scenarios is None else scenarios
     carlo = None
     if len(equity) > 1 and scenario_count > 0:
@@ -235,13 +218,7 @@ def run_study(
                 config, signal=config.signal.with_families(config.signal.families - {family})
             )
             variant = run_backtest(market, decisions, variant_config, costs, rules, inputs.model_version)
-            variant_perf = performance(
-                variant.equity_series,
-                variant.trades,
-                variant.fills,
-                pd.Series(variant.equity["exposure"].to_numpy(), index=variant.equity_series.index),
-            )
-            rows.append(_variant_row(f"without {family}", variant, variant_perf))
+            rows.append(_variant_row(f"without {family}", variant, _performance(variant)))
         table = pd.DataFrame(rows)
         table["contribution"] = table["total_return"].iloc[0] - table["total_return"]
     benchmark = _buy_and_hold(market, config.initial_equity)
@@ -289,6 +266,13 @@ def _notes(inputs: StudyInputs, result: BacktestResult, config: BacktestConfig) 
     if reasons:
         return [f"No trades: no decision produced a signal; why: {reasons}."]
     return ["No trades: no bar produced a signal."]
+
+
+def _performance(result: BacktestResult) -> Performance:
+    """Return a backtest's metrics from its equity, trades, fills and exposure."""
+    equity = result.equity_series
+    exposure = pd.Series(result.equity["exposure"].to_numpy(), index=equity.index)
+    return performance(equity, result.trades, result.fills, exposure)
 
 
 def _start(inputs: StudyInputs) -> int:
@@ -380,6 +364,18 @@ def report_inputs(study: Study, title: str | None = None) -> ReportInputs:
     )
 
 
+def audit_item(study: Study, model_id: str | None, mlflow_run: str, refs: list[dict[str, Any]]) -> Item:
+    """Return the ``backtest`` audit item: the study, with the snapshot and model version as parents."""
+    payload = {
+        "id": f"backtest-{study.id[:24]}",
+        "parents": [study.inputs.snapshot_id, *([model_id] if model_id else [])],
+        "mlflow_run": mlflow_run,
+        "total_return": json_safe(study.performance.total_return),
+        "refs": refs,
+    }
+    return ("backtest", payload)
+
+
 def save_study(store: ObjectStore, study: Study, html: str | None = None) -> dict[str, str]:
     """Write the report, summary, trades, fills, equity and signals under ``reports/backtests/<id>/``.
 
@@ -401,5 +397,5 @@ def save_study(store: ObjectStore, study: Study, html: str | None = None) -> dic
         store.put_if_absent(keys[name], buffer.getvalue())
     store.put_if_absent(keys["report"], html.encode("utf-8"))
     summary = study.summary() | {"keys": keys}
-    store.put_if_absent(keys["summary"], json.dumps(_plain(summary), indent=2, sort_keys=True).encode())
+    store.put_if_absent(keys["summary"], json.dumps(json_safe(summary), indent=2, sort_keys=True).encode())
     return keys

@@ -17,7 +17,10 @@ from typing import Any
 
 import pandas as pd
 
-from tradeflow.canonical import content_hash
+from tradeflow.audit.records import Item
+from tradeflow.canonical import content_hash, json_safe
+from tradeflow.features.store import snapshot_candles
+from tradeflow.snapshot import Snapshot
 from tradeflow.storage.objectstore import ObjectStore
 from tradeflow.strategy.allocation import (
     AllocationInput,
@@ -27,17 +30,67 @@ from tradeflow.strategy.allocation import (
     correlation_matrix,
 )
 from tradeflow.strategy.signals import SignalConfig, SignalGenerator
-from tradeflow.timeframes import MINUTE_MS
+from tradeflow.timeframes import MINUTE_MS, MINUTES_PER_YEAR
 
 SIGNALS_PREFIX = "signals"
 ALLOCATIONS_PREFIX = "allocations"
-MINUTES_PER_YEAR = 365 * 24 * 60
 
 
 def latest_rows(matrix: pd.DataFrame, decision_minutes: int) -> pd.DataFrame:
     """Return each symbol's newest feature row on a decision bar (minute multiple of the interval)."""
     on_grid = matrix[(matrix["timestamp"] // MINUTE_MS) % decision_minutes == 0]
     return on_grid.sort_values("timestamp").groupby("symbol", sort=True).tail(1).reset_index(drop=True)
+
+
+def newest_bars(
+    snapshot: Snapshot, matrix: pd.DataFrame, decision_minutes: int
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Return each symbol's newest decision-bar feature row and that bar's close (NaN if missing)."""
+    rows = latest_rows(matrix, decision_minutes)
+    candles = snapshot_candles(snapshot, list(rows["symbol"]))
+    closes = {}
+    for symbol, time in zip(rows["symbol"].astype(str), rows["timestamp"], strict=True):
+        frame = candles[symbol]
+        match = frame.loc[frame["timestamp"] == time, "close"]
+        closes[symbol] = float(match.iloc[0]) if len(match) else math.nan
+    return rows, closes
+
+
+def close_frame(snapshot: Snapshot, symbols: list[str]) -> pd.DataFrame:
+    """Return the symbols' 1-minute closes side by side (index: UTC ms), for the correlations."""
+    candles = snapshot_candles(snapshot, symbols)
+    return pd.DataFrame(
+        {s: frame.set_index("timestamp")["close"] for s, frame in candles.items()}
+    ).sort_index()
+
+
+def signal_items(document: Mapping[str, Any], parents: list[str], refs: list[dict[str, Any]]) -> list[Item]:
+    """Return one ``signal`` audit item per signal of a stored signal set."""
+    return [
+        (
+            "signal",
+            {
+                "id": e["signal"]["id"],
+                "parents": parents,
+                "symbol": e["symbol"],
+                "time": e["time"],
+                "direction": e["signal"]["direction"],
+                "confidence": e["signal"]["confidence"],
+                "fingerprint": e["signal"]["fingerprint"],
+                "refs": refs,
+            },
+        )
+        for e in document["evaluations"]
+        if e["signal"] is not None
+    ]
+
+
+def allocation_item(document: Mapping[str, Any], signals_id: str, refs: list[dict[str, Any]]) -> Item:
+    """Return the ``allocation`` audit item of stored target weights (parents: the signals)."""
+    weights = {w["symbol"]: round(w["weight"], 8) for w in document["weights"]}
+    payload = {"id": document["id"], "parents": document["signal_ids"] or [signals_id], "weights": weights,
+               "refs": refs}  # fmt: skip
+    return ("allocation", payload)
 
 
 def decide_signals(
@@ -141,7 +194,7 @@ def target_weights(
 def save_document(store: ObjectStore, prefix: str, document: Mapping[str, Any]) -> str:
     """Write a signal set or allocation create-only under ``<prefix>/<id>.json``; return the key."""
     key = f"{prefix}/{document['id']}.json"
-    store.put_if_absent(key, json.dumps(_plain(document), indent=2, sort_keys=True).encode("utf-8"))
+    store.put_if_absent(key, json.dumps(json_safe(document), indent=2, sort_keys=True).encode("utf-8"))
     return key
 
 
@@ -149,16 +202,3 @@ def load_document(store: ObjectStore, prefix: str, identifier: str) -> dict[str,
     """Read a stored signal set or allocation by id."""
     loaded: dict[str, Any] = json.loads(store.get(f"{prefix}/{identifier}.json"))
     return loaded
-
-
-def _plain(value: Any) -> Any:
-    """Return ``value`` JSON-safe: NaN and infinities as None, numpy scalars as Python ones."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, str):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

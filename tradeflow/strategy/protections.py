@@ -25,9 +25,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from tradeflow.timeframes import MINUTE_MS
+from tradeflow.timeframes import DAY_MS, MINUTE_MS
 
-DAY_MS = 24 * 60 * MINUTE_MS
 ACTIVE, REDUCING, HALTED = "ACTIVE", "REDUCING", "HALTED"
 STOP_KINDS = frozenset({"stop", "trailing_stop", "breakeven_stop"})
 

@@ -9,6 +9,14 @@ from tradeflow.strategy.protections import ProtectionConfig
 from tradeflow.strategy.signals import SignalConfig
 
 
+def decision_minutes(settings: Settings) -> int:
+    """Return the minutes between decisions: ``backtest.decision_minutes``, else ``training.row_step``.
+
+    The default decides on the bars the model was trained and walk-forward scored on.
+    """
+    return settings.backtest.decision_minutes or settings.training.row_step
+
+
 def signal_config(settings: Settings) -> SignalConfig:
     """Return the signal rules of ``[strategy]``."""
     strategy = settings.strategy
