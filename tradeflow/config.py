@@ -624,6 +624,69 @@ class LedgerConfig(_Section):
     )
 
 
+class ExecutionConfig(_Section):
+    """The streaming execution flow: venue, mode, pre-trade risk limits, operations."""
+
+    mode: Literal["paper", "live", "staging"] = Field(
+        default="paper",
+        description="paper: fills simulated against the live book; live: real orders at the venue; "
+        "staging: decisions recorded, nothing sent.",
+    )
+    venue: str | None = Field(default=None, description="Venue id to trade on; default: the first venue.")
+    symbols: list[str] | None = Field(
+        default=None, description="Symbols to trade; default: [ingest] symbols."
+    )
+    strategy: Literal["champion", "churn"] = Field(
+        default="champion",
+        description="champion: the signal, allocation and exit code with the serving model; churn: an "
+        "exercise mode that alternates small positions to test the order path (not a strategy).",
+    )
+    churn_seconds: float = Field(default=5.0, gt=0, description="Churn mode: seconds between target changes.")
+    churn_notional: float = Field(
+        default=200.0, gt=0, description="Churn mode: position size, in quote currency."
+    )
+    on_shutdown: Literal["cancel", "keep"] = Field(
+        default="cancel", description="On a graceful stop: cancel open orders, or keep them at the venue."
+    )
+    kill_switch_file: Path = Field(
+        default=Path("KILL_SWITCH"),
+        description="While this file exists trading is HALTED (relative paths: under data_dir).",
+    )
+    reconcile_seconds: float = Field(
+        default=30.0, gt=0, description="Reconcile with the venue this often (and always on start)."
+    )
+    health_host: str = Field(default="127.0.0.1", description="Address of /healthz and /metrics.")
+    health_port: int = Field(
+        default=9464, ge=0, le=65535, description="Port of /healthz and /metrics; 0 = any."
+    )
+    alert_webhook_url: str | None = Field(
+        default=None,
+        description="POST a JSON alert here on a halt, repeated resyncs or reconciliation differences.",
+    )
+    resync_alert_count: int = Field(
+        default=3, ge=1, description="Alert when a symbol resyncs this many times within 5 minutes."
+    )
+    stale_book_seconds: float = Field(
+        default=5.0, gt=0, description="A book without updates this long resyncs."
+    )
+    paper_latency_ms: float = Field(default=20.0, ge=0, description="Paper broker: delay before a fill.")
+    paper_balances: dict[str, float] = Field(
+        default_factory=lambda: {"USDT": 100_000.0}, description="Paper broker: starting balances."
+    )
+    order_timeout_seconds: float = Field(default=5.0, gt=0, description="Order request timeout.")
+    max_order_notional: float = Field(
+        default=25_000.0, gt=0, description="Largest single order, quote currency."
+    )
+    max_position_notional: float = Field(default=50_000.0, gt=0, description="Largest position per symbol.")
+    max_gross_exposure: float = Field(
+        default=1.0, gt=0, description="Gross exposure cap, as a share of equity."
+    )
+    price_collar: float = Field(
+        default=0.01, gt=0, lt=1, description="Limit price at most this far through the book."
+    )
+    max_orders_per_minute: int = Field(default=30, ge=1, description="Order rate limit.")
+
+
 class MlflowConfig(_Section):
     """Experiment tracking and the model registry."""
 
@@ -717,6 +780,7 @@ class Settings(BaseSettings):
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     backtest: BacktestSection = Field(default_factory=BacktestSection)
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     venues: list[VenueConfig] = Field(default_factory=_default_venues, min_length=1)
 
     @classmethod
