@@ -7,6 +7,7 @@ champion unless it was disabled); without one it runs on the other feature famil
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pandas as pd
 
@@ -39,3 +40,14 @@ def probabilities(tracker: MlflowTracker, version: str | None, rows: pd.DataFram
 def walk_forward_predictions(tracker: MlflowTracker, version: str | None) -> pd.DataFrame | None:
     """Return the version's out-of-sample walk-forward predictions (None if it has none)."""
     return None if version is None else tracker.oos_predictions(version)
+
+
+def serving_model(tracker: MlflowTracker) -> dict[str, Any] | None:
+    """Return the serving model itself, for the streaming flow's hot path (None without one).
+
+    ``{"model": CalibratedModel, "version": registry version, "version_id": audit id}``.
+    """
+    version, identifier = serving(tracker)
+    if version is None:
+        return None
+    return {"model": tracker.load_version(version), "version": version, "version_id": identifier}

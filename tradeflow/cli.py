@@ -1270,6 +1270,167 @@ def signals(
     console.print(table)
 
 
+kill_switch_app = typer.Typer(
+    help="The kill switch: while engaged, trading is HALTED (no entries, open orders cancelled).",
+    no_args_is_help=True,
+)
+app.add_typer(kill_switch_app, name="kill-switch")
+
+
+@kill_switch_app.command("on")
+def kill_switch_on(
+    reason: Annotated[str, typer.Option(help="Why; recorded in the ledger and the audit chain.")] = "manual",
+    config: ConfigOption = None,
+) -> None:
+    """Engage the kill switch; a running session halts within a second."""
+    from tradeflow.execution.killswitch import KillSwitch
+    from tradeflow.execution.runner import kill_switch_path
+
+    path = kill_switch_path(_settings(config))
+    KillSwitch(path).engage(reason, "cli")
+    console.print(f"[red]Kill switch ENGAGED[/] ({path}): trading halts; open orders are cancelled.")
+
+
+@kill_switch_app.command("off")
+def kill_switch_off(config: ConfigOption = None) -> None:
+    """Release the kill switch (trading resumes unless the protections keep it halted)."""
+    from tradeflow.execution.killswitch import KillSwitch
+    from tradeflow.execution.runner import kill_switch_path
+
+    path = kill_switch_path(_settings(config))
+    released = KillSwitch(path).release()
+    console.print("Kill switch released." if released else "The kill switch was not engaged.")
+
+
+@kill_switch_app.command("status")
+def kill_switch_status(config: ConfigOption = None) -> None:
+    """Show whether the kill switch is engaged; exit 1 if it is."""
+    from tradeflow.execution.killswitch import KillSwitch
+    from tradeflow.execution.runner import kill_switch_path
+
+    path = kill_switch_path(_settings(config))
+    state = KillSwitch(path).state()
+    if state.engaged:
+        console.print(f"[red]ENGAGED[/] by {state.source or 'file'}: {state.reason} ({path})")
+        raise typer.Exit(1)
+    console.print(f"Not engaged ({path} absent).")
+
+
+@app.command()
+def trade(
+    paper: Annotated[bool, typer.Option("--paper", help="Paper trading: fills simulated on the live book.")] = False,
+    live: Annotated[bool, typer.Option("--live", help="Real orders at the venue (needs credentials).")] = False,
+    stage: Annotated[bool, typer.Option("--stage", help="Dry run: decisions recorded, nothing sent.")] = False,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds; default: until Ctrl-C.")] = None,
+    strategy: Annotated[str | None, typer.Option(
+        help="champion (the serving model with the backtest's rules) or churn (exercises the order path)."
+    )] = None,
+    venue: Annotated[str | None, typer.Option(help="Venue id; default: the execution.venue setting, else the first venue.")] = None,
+    kill_switch: Annotated[bool, typer.Option("--kill-switch", help="Start with the kill switch engaged.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Trade from live websocket data until stopped (the CLI twin of the stream-execution flow).
+
+    Reconciles with the venue first, then streams books, trades and bars; each book event runs the
+    model, the signal/allocation/exit rules and the pre-trade risk checks; orders go to the paper,
+    live or staging broker and everything lands in the ledger and the audit chain. Ctrl-C stops
+    gracefully. `tradeflow kill-switch on` halts it from another terminal.
+    """
+    chosen = [name for name, flag in (("paper", paper), ("live", live), ("staging", stage)) if flag]
+    if len(chosen) > 1:
+        err_console.print("[red]Choose one of --paper, --live and --stage.[/]")
+        raise typer.Exit(2)
+    overrides: dict[str, Any] = {}
+    if venue:
+        overrides["venue"] = venue
+    settings = _settings(config)
+    if overrides:
+        settings = settings.model_copy(update={"execution": settings.execution.model_copy(update=overrides)})
+    result = _run_trade(settings, config, chosen[0] if chosen else None, strategy, duration, kill_switch)
+    if result.get("state") == "HALTED":
+        raise typer.Exit(3)
+
+
+def _run_trade(settings: Settings, config: Path | None, mode: str | None, strategy: str | None,
+               duration: float | None, kill_switch: bool) -> dict[str, Any]:  # fmt: skip
+    from flows.execution import stream_execution
+
+    mode = mode or settings.execution.mode
+    strategy = strategy or settings.execution.strategy
+    if strategy not in ("champion", "churn"):
+        err_console.print(f"[red]--strategy must be champion or churn, not {strategy!r}.[/]")
+        raise typer.Exit(2)
+    console.print(
+        f"[bold]Trading[/] ({mode}, {strategy}) on {settings.execution.venue or settings.venues[0].id}"
+        + (f" for {duration:.0f} s" if duration else " until Ctrl-C") + " ..."
+    )
+    try:
+        result = stream_execution(
+            config_path=str(config) if config else None, mode=mode, strategy=strategy,  # type: ignore[arg-type]
+            duration_seconds=duration, kill_switch=kill_switch,
+        )  # fmt: skip
+    except ConfigError as error:
+        err_console.print(f"[red]{error}[/]")
+        raise typer.Exit(2) from error
+    _print_trade(result)
+    return result
+
+
+def _print_trade(result: dict[str, Any]) -> None:
+    table = Table(title=f"Trading session on {result['venue']} ({result['mode']})", header_style="bold")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    rejections = ", ".join(f"{k} {v}" for k, v in result["rejections"].items()) or "none"
+    for name, value in (
+        ("market events", f"{result['events']:,}"),
+        ("decisions (risk-checked orders)", f"{result['decisions']:,}"),
+        ("orders sent / fills", f"{result['orders_sent']:,} / {result['fills']:,}"),
+        ("risk rejections", rejections),
+        ("reconciliations (differences)", f"{result['reconciliations']} ({result['differences']})"),
+        ("resyncs / reconnects", f"{result['resyncs']} / {result['reconnects']}"),
+        ("decision latency p50 / p99", f"{result['latency_p50_us'] or 0:.0f} / {result['latency_p99_us'] or 0:.0f} µs"),
+        ("trading state", result["state"]),
+        ("positions", ", ".join(f"{k} {v:g}" for k, v in result["positions"].items()) or "flat"),
+        ("equity start → stop", f"{result['start_equity']:,.2f} → {result['equity']:,.2f}"),
+    ):
+        table.add_row(name, value)
+    console.print(table)
+    for alert in result.get("alerts", []):
+        console.print(f"[yellow]alert[/] {alert['kind']}: {alert['summary']}")
+    console.print("Orders, fills and risk events: [cyan]tradeflow ledger orders[/]; the audit trail: "
+                  "[cyan]tradeflow audit log[/].")  # fmt: skip
+
+
+@ledger_app.command("orders")
+def ledger_orders(
+    limit: Annotated[int, typer.Option(help="Show the newest this many orders.")] = 20,
+    config: ConfigOption = None,
+) -> None:
+    """Show the newest orders with their state and fills, then positions and recent risk events."""
+    from tradeflow.bootstrap import ledger_url
+    from tradeflow.ledger.store import Ledger
+
+    ledger = Ledger.open(ledger_url(_settings(config)))
+    try:
+        orders = sorted(ledger.orders(), key=lambda o: o.created_at)[-limit:]
+        table = Table(title=f"Newest {len(orders)} orders", header_style="bold")
+        for column in ("time (UTC)", "venue", "symbol", "side", "quantity", "price", "filled", "state", "client id"):
+            table.add_column(column, justify="right" if column in ("quantity", "price", "filled") else "left")
+        for order in orders:
+            table.add_row(iso(order.created_at), order.venue, order.symbol, order.side, f"{order.quantity:g}",
+                          "market" if order.price is None else f"{order.price:g}", f"{order.filled_quantity:g}",
+                          order.state, order.client_order_id)  # fmt: skip
+        console.print(table)
+        positions = [p for p in ledger.positions() if p.quantity or p.realized_pnl]
+        for position in positions:
+            console.print(f"position {position.venue} {position.symbol}: {position.quantity:g} at "
+                          f"{position.average_price:.2f}, realized {position.realized_pnl:,.2f}")  # fmt: skip
+        for event in ledger.risk_events()[-5:]:
+            console.print(f"risk event {iso(event.time)} {event.kind}: {event.reason}")
+    finally:
+        ledger.close()
+
+
 def main() -> None:
     """Run the CLI."""
     app()

@@ -66,6 +66,8 @@ KINDS = (
     "fill",
     "risk_rejection",
     "kill_switch",
+    "trading_state",
+    "reconciliation",
     "backtest",
 )
 

@@ -22,6 +22,8 @@ STREAM_OPTIONS: dict[str, dict[str, Any]] = {
         "defaultType": "spot",
         "watchTicker": {"name": "ticker"},
         "warnOnFetchOpenOrdersWithoutSymbol": False,
+        # Spot only: no margin pairs (a sapi call the local venues do not serve).
+        "fetchMargins": False,
     },
 }
 
