@@ -32,8 +32,8 @@ $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 
 setup: $(VENV)/.installed ## Create .venv from the lock file
 
-run: setup ## Start the local venues, ingest, print a summary, stop the venues
-	$(PY) -m tradeflow.cli run
+run: setup ## The main job offline: ingest, validate, snapshot, train, backtest (TRADE=60 adds paper trading)
+	$(PY) -m tradeflow.cli run $(if $(TRADE),--trade-seconds $(TRADE))
 
 test: setup ## Run the whole test suite
 	$(PY) -m pytest

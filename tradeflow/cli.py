@@ -248,8 +248,15 @@ def _print_validation(result: dict[str, Any]) -> None:
 
 @app.command()
 def run(config: ConfigOption = None, faults: FaultsOption = None, end: EndOption = None,
-        storage: StorageOption = None) -> None:  # fmt: skip
-    """Run the main job: ingest, validate, snapshot, train models, backtest, verify the audit chain."""
+        storage: StorageOption = None,
+        trade_seconds: Annotated[float, typer.Option(
+            "--trade-seconds", help="Then paper-trade this long against a local venue (0 = skip).")] = 0.0,
+        ) -> None:  # fmt: skip
+    """Run the main job: ingest, validate, snapshot, train models, backtest, verify the audit chain.
+
+    With --trade-seconds N it ends with a short paper-trading session (the stream-execution flow)
+    on the champion against a local venue's websocket streams.
+    """
     settings = _settings(config, faults, storage)
     started = time.monotonic()
     result = _run_ingest(settings, config, end, progress=sys.stdout.isatty())
@@ -258,9 +265,17 @@ def run(config: ConfigOption = None, faults: FaultsOption = None, end: EndOption
     snapshot = _run_snapshot(config)["snapshot"]
     _run_training(config, snapshot["snapshot_id"])
     backtest_result = _run_backtest(config, snapshot["snapshot_id"])
+    trade_result = None
+    if trade_seconds > 0:
+        trade_result = _run_trade(settings, config, "paper", "champion", trade_seconds, False)
     report = _verify(settings, full=False, objects=True)
     _print_verify(report)
     short = snapshot["snapshot_id"][:12]
+    trading_hint = (
+        "  • [cyan]tradeflow ledger orders[/]      the paper session's orders, fills and risk events\n"
+        if trade_result is not None
+        else "  • [cyan]make run TRADE=60[/]          adds a 60 s paper-trading session at the end\n"
+    )
     console.print(
         f"\n[bold]Done in {time.monotonic() - started:.0f} s.[/] Where to look next:\n"
         "  • the Data Docs link above   every check of every batch, with observed values (GX Data Docs)\n"
@@ -270,6 +285,8 @@ def run(config: ConfigOption = None, faults: FaultsOption = None, end: EndOption
         f"  • {backtest_result['report_path']}\n"
         "                               the backtest report: equity, drawdown, Monte Carlo, ablation\n"
         "  • [cyan]tradeflow signals[/]           today's signals and target weights, with the reasons\n"
+        + trading_hint +
+        "  • [cyan]tradeflow trade --paper[/]      paper-trade until Ctrl-C ([cyan]--live[/]: real orders)\n"
         "  • [cyan]tradeflow models compare[/]    the models side by side; [cyan]make mlflow[/] opens the\n"
         "                               MLflow UI (http://127.0.0.1:5000): runs, fold runs, plots\n"
         "  • [cyan]tradeflow validate FILE[/]     the same suites on any candle file (Parquet or CSV)\n"

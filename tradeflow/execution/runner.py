@@ -135,7 +135,7 @@ def build_broker(plan: TradingPlan, settings: Settings, books: Mapping[str, Any]
     from tradeflow.execution.brokers import PaperBroker, StagingBroker
 
     if plan.mode == "staging":
-        return StagingBroker()
+        return StagingBroker(balances=settings.execution.paper_balances)
     if plan.mode == "paper":
         return PaperBroker(
             books,

@@ -262,6 +262,8 @@ class TradingSession:
             self.marks[symbol] = (bid + ask) / 2.0
         if not self._ready or symbol in self.pending:
             return []
+        if any(q and s not in self.marks for s, q in self.positions.items()):
+            return []  # a held position has no price yet (just started): equity is not known
         now = self.clock()
         if self._cooldown.get(symbol, 0) > now:
             return []
@@ -520,8 +522,8 @@ class TradingSession:
         if day != self._day:
             self._day, self.day_start_equity = day, equity
         self.metrics.equity.set(equity)
-        if self.protections is None:
-            return
+        if self.protections is None or equity <= 0:
+            return  # nothing to protect (an empty account)
         events = self.protections.on_equity(now, equity)
         state = self.protections.state
         for event in events:
