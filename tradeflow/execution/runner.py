@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import time
@@ -156,6 +157,10 @@ def build_broker(plan: TradingPlan, settings: Settings, books: Mapping[str, Any]
         timeout_seconds=settings.execution.order_timeout_seconds,
         options=plan.venue.options,
     )
+    # ccxt's client-side throttle spaces every request by its rate limit (about 10 ms per order
+    # here): latency on the hot path. The order rate is the pre-trade checks' job, and a venue's
+    # 429 is retried with its Retry-After.
+    exchange.enableRateLimit = False
     return CcxtBroker(exchange)
 
 
@@ -261,6 +266,7 @@ async def run_trading(
     on_ready: Callable[[dict[str, Any]], None] | None = None,
     alert_sinks: list[Sink] | None = None,
     feed_config: FeedConfig | None = None,
+    session_hook: dict[str, Any] | None = None,
 ) -> SessionSummary:
     """Run one trading session until ``plan.duration_seconds`` pass or ``stop`` is set.
 
@@ -273,6 +279,8 @@ async def run_trading(
         on_ready: Called once trading starts, with the health URL and the reconciliation.
         alert_sinks: Extra alert destinations (the webhook of ``[execution]`` is added).
         feed_config: Feed tuning (tests shorten intervals).
+        session_hook: If given, ``session_hook["session"]`` is set to the session (benchmarks
+            read its latencies).
 
     Returns:
         What the session did.
@@ -321,6 +329,8 @@ async def run_trading(
         kill_switch=KillSwitch(plan.kill_switch_path),
         protections=Protections(protection_config(settings)),
     )
+    if session_hook is not None:
+        session_hook["session"] = session
     pump = _Pump(session, feed, broker, metrics)
     server = HealthServer(metrics, health, settings.execution.stale_book_seconds)
     tasks: list[asyncio.Task[Any]] = []
@@ -430,6 +440,11 @@ def prepare_trading(
             progress(f"warming up on the last {minutes:,} closed 1-minute bars of {len(symbols)} symbol(s) ...")
             history = asyncio.run(fetch_warm_up(base_url, venue, symbols, minutes))
         decider = build_decider(settings, strategy, symbols, model, history, session_key=f"{venue.id}:{strategy}")
+        del history
+        # The warm-up's and the model's objects live as long as the session: move them out of
+        # the collector's reach, or a full collection walks them all (ms pauses on the hot path).
+        gc.collect()
+        gc.freeze()
     except BaseException:
         for close in reversed(closers):
             close()

@@ -181,6 +181,12 @@ class TradingSession:
         self._tasks: set[asyncio.Task[None]] = set()
         self._cooldown: dict[str, int] = {}
         self._latencies: list[float] = []
+        self._tick_ms: dict[str, int] = {}
+        self.ack_latencies_ms: list[float] = []
+        self.ack_breakdown: list[tuple[float, float, float, float]] = []
+        """Per order, in ms: feed (tick to received), decide (to the send task), stage, send (to answer)."""
+        self._received_ms: dict[str, float] = {}
+        """Venue time of the book event behind each order to the broker's answer, in ms."""
         self._kill_engaged = False
         self._protection_state = ACTIVE
         self._ready = False
@@ -282,9 +288,12 @@ class TradingSession:
                 self.pending[intent.symbol] = intent.client_order_id
                 self._pending_quantity[intent.symbol] = intent.side * intent.quantity
                 self.risk.record_sent(now)
-                self._spawn(self._send(intent, now))
+                self._spawn(self._send(intent, now, time.time_ns() / 1e6))
             else:
                 self._record_rejection(intent, decision)
+                rejected = getattr(self.decider, "on_rejected", None)
+                if rejected is not None:
+                    rejected(intent, decision.check)
         self._observe(started)
         return decisions
 
@@ -316,6 +325,8 @@ class TradingSession:
 
     def on_event_time(self, symbol: str, event_time_ms: int, receive_ms: int) -> None:
         """Record an event's lag (receive time minus the venue's event time)."""
+        self._tick_ms[symbol] = event_time_ms
+        self._received_ms[symbol] = time.time_ns() / 1e6
         self.health.last_event_ms = receive_ms
         self.metrics.event_lag.labels(symbol=symbol).set(max(0, receive_ms - event_time_ms) / 1000.0)
         self.metrics.last_event_time.set(receive_ms / 1000.0)
@@ -363,8 +374,9 @@ class TradingSession:
             time_in_force=self.config.time_in_force if intent.price is not None else "GTC",
         )
 
-    async def _send(self, intent: OrderIntent, decided_ms: int) -> None:
+    async def _send(self, intent: OrderIntent, decided_ms: int, decided_wall_ms: float = 0.0) -> None:
         cid = intent.client_order_id
+        started_ms = time.time_ns() / 1e6
         try:
             order = self.ledger.stage_order(
                 cid, self.config.venue, intent.symbol, "buy" if intent.side > 0 else "sell",
@@ -384,8 +396,17 @@ class TradingSession:
                 return
             self.summary.orders_sent += 1
             self.metrics.orders_sent.inc()
+            tick_ms = self._tick_ms.get(intent.symbol)
+            staged_ms = time.time_ns() / 1e6
             try:
                 report = await self.broker.submit(self._request(intent))
+                acked_ms = time.time_ns() / 1e6
+                if tick_ms is not None and len(self.ack_latencies_ms) < 100_000:
+                    self.ack_latencies_ms.append(acked_ms - tick_ms)
+                    received = self._received_ms.get(intent.symbol, tick_ms)
+                    self.ack_breakdown.append(
+                        (received - tick_ms, started_ms - received, staged_ms - started_ms, acked_ms - staged_ms)
+                    )
             except Exception as error:
                 now = self.clock()
                 self.ledger.transition(cid, "unknown", "timeout", {"error": str(error)[:300]}, time=now)
@@ -414,8 +435,14 @@ class TradingSession:
         """Apply a broker report to the ledger, the portfolio, metrics and the audit chain."""
         now = self.clock()
         applied = apply_report(self.ledger, report, now, kind=kind)
+        on_fill = getattr(self.decider, "on_fill", None)
         for fill in applied.new_fills:
             self._apply_fill(fill)
+            if on_fill is not None:
+                try:
+                    on_fill(fill.symbol, 1 if fill.side == "buy" else -1, fill.quantity, fill.price, fill.time_ms)
+                except Exception:  # the ledger has the fill; the decider re-reads positions anyway
+                    log.exception("the decider could not take fill %s", fill.venue_trade_id)
             self._audit("fill", fill_payload(fill, self.config.venue))
         if applied.order.state != applied.moved_from:
             self._audit(
@@ -555,6 +582,12 @@ class TradingSession:
         self.health.phase = "reconciling"
         self.ledger.check_schema()
         result = await self.reconcile_now(startup=True)
+        for order in self.ledger.open_orders(self.config.venue):
+            if order.state != "staged" and order.symbol in self.positions:
+                # Still open at the venue (a resting order adopted after a restart): in flight.
+                self.pending[order.symbol] = order.client_order_id
+                remaining = float(order.quantity - order.filled_quantity)
+                self._pending_quantity[order.symbol] = remaining if order.side == "buy" else -remaining
         self.summary.start_equity = self.equity()
         self._check_kill_switch()
         self._check_protections()

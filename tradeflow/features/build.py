@@ -251,6 +251,18 @@ def _timeframe_columns(frame: pd.DataFrame, spec: FeatureSpec) -> dict[str, Floa
     }
 
 
+def timeframe_indicators(bars: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    """Return the indicators :func:`multi_timeframe` computes on one timeframe's bars, one row per bar.
+
+    ``bars`` are higher-timeframe bars as :func:`resample` returns them (``high``, ``low``,
+    ``close``; oldest first). Columns, unprefixed: ``log_return_1``, ``rsi``, ``atr_relative``,
+    ``macd_histogram_relative``, ``bollinger_percent_b``, ``adx``. Each row depends on its bar
+    and earlier ones only, so the streaming flow can recompute the newest closed bar's values
+    from its own bounded bar history.
+    """
+    return pd.DataFrame(_timeframe_columns(bars, spec), index=bars.index)
+
+
 def multi_timeframe(candles: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     """Return higher-timeframe indicators aligned to the 1-minute rows, indexed like ``candles``.
 
@@ -669,6 +681,18 @@ def build_feature_matrix(
     matrix.insert(0, "symbol", pd.Series(np.repeat(np.asarray(symbols, dtype=object), sizes), dtype="str"))
     matrix[REGIME_COLUMN] = pd.Series(labels, dtype="str")
     return matrix
+
+
+def rolling_block_rows(window: int) -> int:
+    """Return the rows per block of the blocked cumulative sums behind a rolling ``window``.
+
+    The rolling sums and variances of :mod:`tradeflow.features.indicators` add up their rows
+    block by block, counted from the series' first row. A rolling feature recomputed on a tail
+    of the rows that starts on a block boundary (a multiple of this, counted from the series'
+    first row) and reaches at least one block before the row wanted is therefore bit for bit
+    the whole series' value: the streaming flow relies on it (:mod:`tradeflow.execution.bars`).
+    """
+    return max(indicators._BLOCK_ROWS, window)  # the block rule of indicators._block_segments
 
 
 def feature_names(spec: FeatureSpec) -> list[str]:
