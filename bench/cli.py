@@ -21,7 +21,7 @@ from tradeflow.bootstrap import prepare_environment
 from tradeflow.timeframes import iso, to_ms
 
 RESULTS_DIR = REPO / "bench" / "results"
-SECTIONS = ("throughput", "second-run", "validation", "audit", "features", "backtest")
+SECTIONS = ("throughput", "second-run", "validation", "audit", "features", "backtest", "execution")
 
 #: The full run and the --quick smoke run: look-back days of 1m and 1h, and repetitions.
 FULL = {"days_1m": 30, "days_1h": 180, "repeat": 3}
@@ -62,13 +62,19 @@ def build_parser() -> argparse.ArgumentParser:
             "            Portfolio.from_signals on the same MA-crossover signals, 100,000 random-walk 1m\n"
             "            bars and a recorded Binance 1m file (goal: <= 1x vectorbt, same trades and final\n"
             "            equity); a 20-combination parameter sweep in backtests/s; monte_carlo with\n"
-            "            10,000 scenarios."
+            "            10,000 scenarios.\n"
+            "execution   the streaming flow: book maintenance events/s (parse + apply, vs a plain-Python\n"
+            "            book; goal >= 20,000/s and >= baseline), the decision hot path book event ->\n"
+            "            order decision with a LightGBM champion (goal p99 < 1 ms at >= 5,000 events/s),\n"
+            "            venue tick -> order acknowledged over loopback (goal p99 < 10 ms) and the\n"
+            "            resident set over a 10-minute soak with 5 symbols (goal < 500 MB, flat)."
         ),
         epilog=(
             "Results: tables on stdout and bench/results/<UTC timestamp>.json.\n"
             "The default run takes about 8 minutes on 2 cores (the validation section about\n"
             "45 s of it, the audit section about 50 s, the features section about 3¾ minutes),\n"
-            "--quick about 2½-3.\n\n"
+            "--quick about 2½-3. The execution section adds about 14 minutes (10 of them the\n"
+            "memory soak), --quick about 3.\n\n"
             "examples:\n"
             "  python -m bench --quick\n"
             "  python -m bench --only throughput --repeat 5 --days-1m 14\n"
@@ -244,6 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{days['1h']} d of 1h, repeat {options['repeat']}; workspace {workspace.path}"
     )
     throughput = second = validation = audit = features = backtest = None
+    execution: dict[str, Any] | None = None
     # The look-back of the first run the audit section measures its share of: the shipped
     # config's, or the smoke run's window when --quick's second-run section used that.
     shipped = {tf: workspace.base.history.days_for(tf) for tf in days}
@@ -289,6 +296,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from bench.backtest import run_in_child as run_backtest
 
             backtest = run_backtest(args.quick)
+        if args.only in (None, "execution"):
+            # Three child processes: book maintenance, the decision hot path, the flow over loopback.
+            from bench.execution_sections import run_execution
+
+            execution = run_execution(args.quick, console)
     except BenchError as error:
         console.print(f"[bold red]benchmark invalid:[/] {error}")
         return 2
@@ -310,6 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "audit": None if audit is None else audit.to_json(),
         "features": None if features is None else features.to_json(),
         "backtest": None if backtest is None else backtest.to_json(),
+        "execution": execution,
         "goal": {
             "throughput_ratio_max": report.THROUGHPUT_GOAL,
             "validation_over_fetch_below": report.VALIDATION_GOAL,
@@ -331,6 +344,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench.backtest import verdicts as backtest_verdicts
 
         lines += backtest_verdicts(backtest)
+    if execution is not None:
+        from bench.execution_sections import execution_verdicts
+
+        lines += execution_verdicts(execution)
     payload["verdicts"] = [Console(width=400).render_str(line).plain for line in lines]
     path = report.write_results(args.results, started_at, payload)
     console.rule("Verdict")

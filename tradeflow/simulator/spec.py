@@ -232,6 +232,39 @@ class VenueSpec(_Frozen):
         default=None,
         description="Symbols this venue lists; None lists all cluster symbols.",
     )
+    api_key: str = Field(
+        default="tradeflow-sim-key",
+        min_length=1,
+        description="API key (X-MBX-APIKEY) the signed order endpoints accept; a test credential, no secret.",
+    )
+    api_secret: str = Field(
+        default="tradeflow-sim-secret",
+        min_length=1,
+        description="HMAC-SHA256 secret the signed endpoints verify signatures with; a test credential.",
+    )
+    initial_balances: dict[str, float] = Field(
+        default_factory=lambda: {"USDT": 100_000.0},
+        description="Asset -> free balance of the venue's one account when the venue starts.",
+    )
+    maker_fee: float = Field(
+        default=0.001,
+        ge=0,
+        lt=0.1,
+        description="Commission rate of fills of resting orders, charged in the quote asset.",
+    )
+    taker_fee: float = Field(
+        default=0.001,
+        ge=0,
+        lt=0.1,
+        description="Commission rate of fills of marketable orders, charged in the quote asset.",
+    )
+
+    @model_validator(mode="after")
+    def _check_balances(self) -> Self:
+        negative = sorted(asset for asset, amount in self.initial_balances.items() if amount < 0)
+        if negative:
+            raise ValueError(f"initial_balances must not be negative: {negative}")
+        return self
 
 
 class ClusterSpec(_Frozen):

@@ -17,6 +17,9 @@ _FIXED_WEIGHTS: dict[str, int] = {
     "/exchangeInfo": 20,
     "/klines": 2,
     "/trades": 25,
+    "/account": 20,
+    "/myTrades": 20,
+    "/allOrders": 20,
 }
 
 
@@ -69,6 +72,8 @@ def request_weight(path: str, query: Mapping[str, str]) -> int:
         if count is None:
             return 80
         return 2 if count <= 20 else 40 if count <= 100 else 80
+    if endpoint == "/openOrders":
+        return 6 if "symbol" in query else 80
     if endpoint == "/ticker/price":
         return 2 if "symbol" in query else 4
     return 1
