@@ -260,8 +260,7 @@ def test_reading_the_book() -> None:
 
 
 def test_best_levels_survive_heavy_churn() -> None:
-    # Lazy deletion: removed prices stay in the heap until they surface; the heap is rebuilt
-    # when stale entries pile up, so it stays proportional to the live levels.
+    # The best price is kept exact while levels come and go, the best one included.
     book = LocalOrderBook("BTCUSDT")
     book.on_update(update(1, 1))
     book.on_snapshot(snapshot(0, bids=[(1.0, 1.0)], asks=[(1_000.0, 1.0)]))
@@ -279,7 +278,6 @@ def test_best_levels_survive_heavy_churn() -> None:
             best_price = max(bids)
             assert book.best_bid() == (best_price, bids[best_price])
     assert book.in_sync
-    assert len(book._bids._heap) <= 2 * len(bids) + 64 + 1
 
 
 def test_events_for_another_symbol_are_refused() -> None:
@@ -522,3 +520,71 @@ def test_the_local_book_follows_the_true_book(market: Market, data: st.DataObjec
             note_case(f"at the end: {book.state.value}, {gaps} gap(s)")
         if wants_drop and drop_index is None and book.in_sync and index + 2 < len(stream):
             drop_index = data.draw(st.integers(index + 1, len(stream) - 2), label="dropped event")
+
+
+# -- the hot path: decoded wire messages ----------------------------------------------------------
+
+
+def wire(event: DepthUpdate, symbol: str = "BTCUSDT") -> dict[str, object]:
+    """The decoded message Binance would send for an event (prices and quantities as strings)."""
+    return {
+        "e": "depthUpdate",
+        "E": event.event_time,
+        "s": symbol,
+        "U": event.first_update_id,
+        "u": event.final_update_id,
+        "b": [[repr(price), repr(quantity)] for price, quantity in event.bids],
+        "a": [[repr(price), repr(quantity)] for price, quantity in event.asks],
+    }
+
+
+@settings(max_examples=150, deadline=None)
+@given(market=markets(), data=st.data())
+def test_messages_and_parsed_updates_drive_the_book_identically(market: Market, data: st.DataObject) -> None:
+    """``on_message`` (decoded wire dicts) and ``on_update`` agree at every step, gaps and replays too."""
+    events = market.events
+    order = data.draw(
+        st.lists(st.integers(0, len(events) - 1), min_size=1, max_size=2 * len(events)),
+        label="delivery order",
+    )
+    snapshot_at = data.draw(st.integers(0, len(order)), label="snapshot after this many events")
+    snapshot_id = data.draw(st.integers(market.base_id, market.final_id), label="snapshot id")
+    parsed, raw = LocalOrderBook("BTC/USDT"), LocalOrderBook("BTC/USDT")
+    for step, index in enumerate([*order, None]):
+        if step == snapshot_at or (parsed.needs_snapshot and step > snapshot_at):
+            snapshot = market.snapshot(snapshot_id if step == snapshot_at else market.final_id)
+            assert parsed.on_snapshot(snapshot) == raw.on_snapshot(snapshot)
+        if index is None:
+            break
+        event = events[index]
+        assert parsed.on_update(event) == raw.on_message(wire(event))
+        assert parsed.state == raw.state
+        assert parsed.last_update_id == raw.last_update_id
+        assert parsed.top(100) == raw.top(100)
+        assert parsed.best_bid() == raw.best_bid()
+        assert parsed.best_ask() == raw.best_ask()
+
+
+def test_a_crossing_message_resyncs_and_others_are_refused() -> None:
+    book = synced_book()
+    crossing = update(106, 106, bids=[(101.5, 1.0)])
+    assert kinds(book.on_message(wire(crossing))) == ["crossed", "resync_needed"]
+    assert not book.in_sync
+    combined = {"stream": "btcusdt@depth@100ms", "data": wire(update(107, 107))}
+    assert kinds(book.on_message(combined)) == []  # buffered while resyncing
+    assert book.buffered == 1
+    with pytest.raises(ValueError, match="ETHUSDT"):
+        synced_book().on_message(wire(update(106, 107), symbol="ETHUSDT"))
+
+
+def test_invalidate_discards_a_synced_book_and_a_buffer() -> None:
+    book = synced_book()
+    assert book.invalidate("disconnected") == [BookEvent("resync_needed", "disconnected")]
+    assert not book.in_sync
+    assert book.needs_snapshot
+    assert book.resyncs == 1
+    book.on_update(update(200, 201))
+    assert book.buffered == 1
+    assert book.invalidate("disconnected") == []
+    assert book.buffered == 0
+    assert book.resyncs == 1

@@ -39,14 +39,15 @@ States (:class:`BookState`):
 Every call returns the :class:`BookEvent` values of what happened (``synced``, ``gap``,
 ``crossed``, ``stale``, ``resync_needed``, ``snapshot_rejected``, ...); see ``EventKind``.
 
-Complexity, with ``m`` levels on a side. Each side keeps a dict (price -> quantity) and a heap of
-its prices with lazy deletion: a removed price stays in the heap until it reaches the top, and
-the heap is rebuilt from the dict when stale entries outnumber live ones. Setting a level is
-O(1) for a known price and O(log m) for a new one; :meth:`LocalOrderBook.best_bid`,
-:meth:`~LocalOrderBook.best_ask`, :meth:`~LocalOrderBook.mid` and
-:meth:`~LocalOrderBook.spread` are O(1) amortised (every lazy pop is paid for by the push that
-made the entry, the rebuild by the stale entries it clears); :meth:`~LocalOrderBook.top` is
-O(m log n) and :meth:`~LocalOrderBook.depth_notional` O(m).
+Complexity, with ``m`` levels on a side and ``k`` levels in an event. Each side keeps a dict
+(price -> quantity) and its best price: applying an event is O(k); the best price is exact
+except after the event removed it, when the first read scans the side once, O(m) (see
+``_BookSide``). :meth:`LocalOrderBook.best_bid`, :meth:`~LocalOrderBook.best_ask`,
+:meth:`~LocalOrderBook.mid` and :meth:`~LocalOrderBook.spread` are therefore O(1), or O(m) on
+the first read after the best level went; :meth:`~LocalOrderBook.top` is O(m log n) and
+:meth:`~LocalOrderBook.depth_notional` O(m). :meth:`LocalOrderBook.on_message` applies a decoded
+wire message without building intermediate objects: ``bench/book.py`` measures it against a
+plain ``json.loads`` + dict baseline.
 """
 
 from __future__ import annotations
@@ -88,9 +89,6 @@ EventKind: TypeAlias = Literal[
     "ignored",
     "buffer_overflow",
 ]
-
-#: Stale heap entries tolerated beyond the live levels before a side's heap is rebuilt.
-_HEAP_SLACK = 64
 
 
 def _parse_levels(raw: Iterable[Sequence[Any]]) -> Levels:
@@ -212,57 +210,128 @@ class BookEvent:
     detail: str = ""
 
 
-class _BookSide:
-    """One side's levels: a dict (price -> quantity) and a heap of prices with lazy deletion."""
+_NO_BID = float("-inf")
+_NO_ASK = float("inf")
 
-    __slots__ = ("_heap", "_levels", "_sign")
+
+class _BookSide:
+    """One side's levels: a dict (price -> quantity) and its best price, resolved lazily.
+
+    Setting a level better than the best makes it the best (one comparison per level). Removing
+    the best level only marks the best *stale*: it stays an upper bound of the true best bid (a
+    lower bound of the true best ask), and the side is scanned once, O(m), when the best price is
+    next read. A moving price removes the best level in most events on one side, and a scan per
+    read is far cheaper than keeping an ordered structure (a heap, a sorted list) up to date for
+    every level added and removed. The crossed-book check needs no scan while the bounds are
+    apart, which is almost always. An empty side's best is -inf (bids) or +inf (asks), so the
+    loops compare without a None check.
+    """
+
+    __slots__ = ("_best", "_descending", "_empty", "_levels", "_stale")
 
     def __init__(self, descending: bool) -> None:
-        self._sign = -1.0 if descending else 1.0
+        self._descending = descending
+        self._empty = _NO_BID if descending else _NO_ASK
         self._levels: dict[float, float] = {}
-        self._heap: list[float] = []
+        self._best = self._empty
+        self._stale = False
 
     def __len__(self) -> int:
         return len(self._levels)
 
-    def set(self, price: float, quantity: float) -> None:
-        """Set a level's quantity; remove the level at quantity 0."""
-        levels = self._levels
-        if quantity == 0.0:
-            levels.pop(price, None)
-            return
-        if price not in levels:
-            heapq.heappush(self._heap, self._sign * price)
-            if len(self._heap) > 2 * len(levels) + _HEAP_SLACK:
-                levels[price] = quantity
-                self._rebuild()
-                return
-        levels[price] = quantity
+    def apply(self, levels: Iterable[Level]) -> None:
+        """Set each level's quantity (0 removes it)."""
+        book = self._levels
+        best, stale = self._best, self._stale
+        if self._descending:
+            for price, quantity in levels:
+                if quantity:
+                    book[price] = quantity
+                    if price > best:
+                        best, stale = price, False
+                else:
+                    book.pop(price, None)
+                    if price == best:
+                        stale = True
+        else:
+            for price, quantity in levels:
+                if quantity:
+                    book[price] = quantity
+                    if price < best:
+                        best, stale = price, False
+                else:
+                    book.pop(price, None)
+                    if price == best:
+                        stale = True
+        self._best, self._stale = best, stale
+
+    def apply_raw(self, raw: Iterable[Sequence[Any]]) -> None:
+        """Like :meth:`apply`, from a message's ``[["price", "quantity"], ...]`` (the hot path)."""
+        book = self._levels
+        best, stale = self._best, self._stale
+        if self._descending:
+            for price_text, quantity_text in raw:
+                price = float(price_text)
+                quantity = float(quantity_text)
+                if quantity:
+                    book[price] = quantity
+                    if price > best:
+                        best, stale = price, False
+                else:
+                    book.pop(price, None)
+                    if price == best:
+                        stale = True
+        else:
+            for price_text, quantity_text in raw:
+                price = float(price_text)
+                quantity = float(quantity_text)
+                if quantity:
+                    book[price] = quantity
+                    if price < best:
+                        best, stale = price, False
+                else:
+                    book.pop(price, None)
+                    if price == best:
+                        stale = True
+        self._best, self._stale = best, stale
 
     def load(self, levels: Iterable[Level]) -> None:
         """Replace every level (zero quantities are skipped)."""
         self._levels = {price: quantity for price, quantity in levels if quantity != 0.0}
-        self._rebuild()
+        self._stale = True
+        self.best_price()
 
     def clear(self) -> None:
         """Remove every level."""
         self._levels = {}
-        self._heap = []
+        self._best, self._stale = self._empty, False
+
+    @property
+    def bound(self) -> float:
+        """Return the best price, or a bound of it that is never better (no scan)."""
+        return self._best
+
+    def best_price(self) -> float:
+        """Return the exact best price (-inf/+inf when empty); scans once after the best was removed."""
+        if self._stale:
+            book = self._levels
+            if not book:
+                self._best = self._empty
+            else:
+                self._best = max(book) if self._descending else min(book)
+            self._stale = False
+        return self._best
 
     def best(self) -> Level | None:
-        """Return the best level, or None when the side is empty (O(1) amortised)."""
-        heap, levels, sign = self._heap, self._levels, self._sign
-        while heap:
-            price = sign * heap[0]
-            quantity = levels.get(price)
-            if quantity is not None:
-                return (price, quantity)
-            heapq.heappop(heap)
-        return None
+        """Return the best level, or None when the side is empty (O(1) after the first read)."""
+        best = self.best_price()
+        if best == self._empty:
+            return None
+        return (best, self._levels[best])
 
     def top(self, count: int) -> list[Level]:
         """Return the best ``count`` levels, best first."""
-        if self._sign < 0:
+        if self._descending:
             return heapq.nlargest(count, self._levels.items())
         return heapq.nsmallest(count, self._levels.items())
 
@@ -270,10 +339,11 @@ class _BookSide:
         """Iterate over the levels, unordered."""
         return self._levels.items()
 
-    def _rebuild(self) -> None:
-        sign = self._sign
-        self._heap = [sign * price for price in self._levels]
-        heapq.heapify(self._heap)
+
+def _crossed(bids: _BookSide, asks: _BookSide) -> bool:
+    """Return whether the best bid is at or above the best ask (both sides non-empty)."""
+    # The bounds are never better than the true best prices, so apart bounds settle it.
+    return bids.bound >= asks.bound and bids.best_price() >= asks.best_price()
 
 
 class LocalOrderBook:
@@ -367,6 +437,43 @@ class LocalOrderBook:
             return self._bridge(update)
         return self._buffer_update(update)
 
+    def on_message(self, payload: Mapping[str, Any]) -> list[BookEvent]:
+        """Take a decoded ``depthUpdate`` message as it came off the wire (the hot path).
+
+        The same as ``on_update(DepthUpdate.from_binance(payload))``, but an event that simply
+        continues a synced book is applied straight from the message, without building a
+        :class:`DepthUpdate` or tuples of levels first.
+
+        Args:
+            payload: The decoded message (or a combined stream's ``{"stream", "data"}``).
+
+        Returns:
+            What happened, as :meth:`on_update` reports it.
+
+        Raises:
+            ValueError: If it is another kind of event or for another symbol.
+        """
+        data: Mapping[str, Any] = payload["data"] if "stream" in payload and "data" in payload else payload
+        last_update_id = self._last_update_id
+        if (
+            self._state is BookState.SYNCED
+            and last_update_id is not None
+            and data.get("s") == self._venue_symbol
+            and data.get("e") == "depthUpdate"
+        ):
+            first, final = data["U"], data["u"]  # JSON integers
+            if last_update_id < final and first <= last_update_id + 1 and first <= final:
+                self._last_event_time = data["E"]
+                bids, asks = self._bids, self._asks
+                bids.apply_raw(data["b"])
+                asks.apply_raw(data["a"])
+                self._last_update_id = final
+                if _crossed(bids, asks):
+                    detail = f"best bid {bids.bound} >= best ask {asks.bound} at update id {final}"
+                    return [BookEvent("crossed", detail), *self._resync("crossed")]
+                return []
+        return self.on_update(DepthUpdate.from_binance(data))
+
     def on_snapshot(self, snapshot: DepthSnapshot) -> list[BookEvent]:
         """Take a snapshot: drop older buffered events, sync from the first straddling one.
 
@@ -411,6 +518,23 @@ class LocalOrderBook:
             ]
         buffer.popleft()
         return self._install(snapshot, first)
+
+    def invalidate(self, reason: str) -> list[BookEvent]:
+        """Discard the book because its stream was interrupted (a dropped connection, say).
+
+        Updates may have been lost in between, so a synced (or bridging) book resyncs; a book
+        that is buffering drops its buffer, since the events after it may be missing.
+
+        Args:
+            reason: Why, e.g. ``disconnected``; reported as the ``resync_needed`` detail.
+
+        Returns:
+            ``resync_needed`` when the book was synced or bridging, else nothing.
+        """
+        if self._state is BookState.SYNCED or self._state is BookState.BRIDGING:
+            return self._resync(reason)
+        self._buffer.clear()
+        return []
 
     def check(self, now_ms: int) -> list[BookEvent]:
         """Resync a synced book that has had no event for longer than ``stale_after_ms``.
@@ -503,15 +627,13 @@ class LocalOrderBook:
             gap = BookEvent("gap", f"expected U={last_update_id + 1}, got U={update.first_update_id}")
             return [gap, *self._resync("gap", keep=update)]
         bids, asks = self._bids, self._asks
-        for price, quantity in update.bids:
-            bids.set(price, quantity)
-        for price, quantity in update.asks:
-            asks.set(price, quantity)
+        bids.apply(update.bids)
+        asks.apply(update.asks)
         self._last_update_id = update.final_update_id
-        bid, ask = bids.best(), asks.best()
-        if bid is not None and ask is not None and bid[0] >= ask[0]:
+        if _crossed(bids, asks):
             crossed = BookEvent(
-                "crossed", f"best bid {bid[0]} >= best ask {ask[0]} at update id {update.final_update_id}"
+                "crossed",
+                f"best bid {bids.bound} >= best ask {asks.bound} at update id {update.final_update_id}",
             )
             return [crossed, *self._resync("crossed")]
         return []

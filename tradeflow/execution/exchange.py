@@ -21,6 +21,7 @@ STREAM_OPTIONS: dict[str, dict[str, Any]] = {
         # Spot only, and the full ticker stream (the default mini ticker has no bid/ask).
         "defaultType": "spot",
         "watchTicker": {"name": "ticker"},
+        "watchTickers": {"name": "ticker"},  # ccxt 4.5 routes watch_ticker through watch_tickers
         "warnOnFetchOpenOrdersWithoutSymbol": False,
         # Spot only: no margin pairs (a sapi call the local venues do not serve).
         "fetchMargins": False,

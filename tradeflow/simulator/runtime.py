@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -11,6 +12,10 @@ from tradeflow.simulator.faults import FaultScheduler
 from tradeflow.simulator.spec import VenueSpec
 from tradeflow.simulator.venue import SimulatedVenue, now_ms
 from tradeflow.simulator.weights import WeightBudget
+
+if TYPE_CHECKING:
+    from tradeflow.simulator.live import LiveVenue
+    from tradeflow.simulator.routes.streams import StreamHub
 
 
 @dataclass
@@ -24,6 +29,9 @@ class VenueRuntime:
         started_ms: Server start time; outage windows are relative to it.
         budget: REQUEST_WEIGHT budget.
         scheduler: Transport-fault schedule.
+        live: The live book layer once started (:func:`tradeflow.simulator.live.live_of`), else None.
+        streams: The websocket stream hub once a client connected, else None.
+        on_close: Coroutines run when the server shuts down (stop tickers, close websockets).
     """
 
     venue: SimulatedVenue
@@ -32,6 +40,9 @@ class VenueRuntime:
     started_ms: int = 0
     budget: WeightBudget = field(init=False)
     scheduler: FaultScheduler = field(init=False)
+    live: LiveVenue | None = field(default=None, init=False)
+    streams: StreamHub | None = field(default=None, init=False)
+    on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
         """Derive the budget and fault schedule from the spec."""

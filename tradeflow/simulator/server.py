@@ -4,6 +4,10 @@ Every request passes, in order: the weight budget (HTTP 429 -1003 when exhausted
 latency model, outages, the deterministic transport-fault schedule, then the route handler.
 Routes live in :mod:`tradeflow.simulator.routes`, one module per concern, so new endpoint
 families (order entry, websocket streams) plug in without touching this file.
+
+Two kinds of request skip that path: test controls under ``/_sim/`` (a test must be able to
+inject a fault however faulty the venue is) and websocket upgrades, which only an outage
+refuses (Binance does not weigh stream connections; the streams have their own faults).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from tradeflow.simulator.weights import request_weight
 log = logging.getLogger(__name__)
 
 WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
+CONTROL_PREFIX = "/_sim/"
+"""Test-control endpoints live under this path: no weight, latency or faults."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -111,14 +117,20 @@ async def _truncated(handler: Handler, request: web.Request) -> web.StreamRespon
 async def venue_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Apply the weight budget, latency, outages and transport faults to every request."""
     rt = runtime_of(request)
+    if request.path.startswith(CONTROL_PREFIX):
+        return await _call(handler, request)
     arrival = rt.clock()
+    if _is_websocket_upgrade(request):
+        if fault_mod.in_outage(rt.spec.transport, (arrival - rt.started_ms) / 1000.0):
+            return _unavailable()
+        return await _call(handler, request)
     decision = rt.budget.charge(request_weight(request.path, request.query), arrival)
     if not decision.allowed:
         resp: web.StreamResponse = too_much_weight(rt.budget.limit).response()
         resp.headers["Retry-After"] = str(decision.retry_after_seconds)
     else:
         resp = await _faulted(rt, request, handler, arrival)
-    if not resp.prepared:  # streamed responses (future websockets) sent their headers already
+    if not resp.prepared:  # streamed responses sent their headers already
         resp.headers[WEIGHT_HEADER] = str(decision.used)
     return resp
 
@@ -167,6 +179,10 @@ async def _faulted(
     return await _call(handler, request)
 
 
+def _is_websocket_upgrade(request: web.Request) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket"
+
+
 async def _sleep(seconds: float) -> None:
     if seconds > 0:
         await asyncio.sleep(seconds)
@@ -183,6 +199,16 @@ def build_app(runtime: VenueRuntime) -> web.Application:
     """
     app = web.Application(middlewares=[venue_middleware])
     app[RUNTIME_KEY] = runtime
+
+    async def close_runtime(_: web.Application) -> None:
+        # Stop the live ticker and close websockets before aiohttp waits for open handlers.
+        for close in reversed(runtime.on_close):
+            try:
+                await close()
+            except Exception:
+                log.exception("venue %s: shutdown hook failed", runtime.spec.id)
+
+    app.on_shutdown.append(close_runtime)
     for module in ROUTE_MODULES:
         module.register(app.router)
     return app

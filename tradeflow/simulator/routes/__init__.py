@@ -7,6 +7,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from tradeflow.simulator.routes import general, market_data
+from tradeflow.simulator.routes import general, market_data, order_control, orders, stream_control, streams
 
-ROUTE_MODULES: tuple[ModuleType, ...] = (general, market_data)
+ROUTE_MODULES: tuple[ModuleType, ...] = (general, market_data, streams, stream_control, orders, order_control)

@@ -53,10 +53,20 @@ async def klines(request: web.Request) -> web.Response:
 
 
 async def depth(request: web.Request) -> web.Response:
-    """Answer GET /api/v3/depth."""
+    """Answer GET /api/v3/depth.
+
+    Once the venue's live layer runs (a websocket client connected, or an order arrived), the
+    snapshot comes from the live book with the ``lastUpdateId`` of its diff stream, so Binance's
+    sync procedure works; before that, from the static per-second model.
+    """
     rt = runtime_of(request)
     market = market_param(rt.venue, request)
     limit = limit_param(request, DEPTH_DEFAULT_LIMIT, DEPTH_MAX_LIMIT)
+    live = rt.live
+    if live is not None and live.running:
+        symbol = market.spec.exchange_id
+        live.depth_requests.append((rt.clock(), symbol))
+        return _json(payloads.depth(live.snapshot(symbol, limit), market))
     book = rt.venue.order_book(market.spec.symbol, limit, rt.clock())
     return _json(payloads.depth(book, market))
 
