@@ -285,8 +285,8 @@ def run(config: ConfigOption = None, faults: FaultsOption = None, end: EndOption
         f"  • {backtest_result['report_path']}\n"
         "                               the backtest report: equity, drawdown, Monte Carlo, ablation\n"
         "  • [cyan]tradeflow signals[/]           today's signals and target weights, with the reasons\n"
-        + trading_hint +
-        "  • [cyan]tradeflow trade --paper[/]      paper-trade until Ctrl-C ([cyan]--live[/]: real orders)\n"
+        + trading_hint
+        + "  • [cyan]tradeflow trade --paper[/]      paper-trade until Ctrl-C ([cyan]--live[/]: real)\n"
         "  • [cyan]tradeflow models compare[/]    the models side by side; [cyan]make mlflow[/] opens the\n"
         "                               MLflow UI (http://127.0.0.1:5000): runs, fold runs, plots\n"
         "  • [cyan]tradeflow validate FILE[/]     the same suites on any candle file (Parquet or CSV)\n"
@@ -1335,15 +1335,30 @@ def kill_switch_status(config: ConfigOption = None) -> None:
 
 @app.command()
 def trade(
-    paper: Annotated[bool, typer.Option("--paper", help="Paper trading: fills simulated on the live book.")] = False,
-    live: Annotated[bool, typer.Option("--live", help="Real orders at the venue (needs credentials).")] = False,
-    stage: Annotated[bool, typer.Option("--stage", help="Dry run: decisions recorded, nothing sent.")] = False,
-    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds; default: until Ctrl-C.")] = None,
-    strategy: Annotated[str | None, typer.Option(
-        help="champion (the serving model with the backtest's rules) or churn (exercises the order path)."
-    )] = None,
-    venue: Annotated[str | None, typer.Option(help="Venue id; default: the execution.venue setting, else the first venue.")] = None,
-    kill_switch: Annotated[bool, typer.Option("--kill-switch", help="Start with the kill switch engaged.")] = False,
+    paper: Annotated[
+        bool, typer.Option("--paper", help="Paper trading: fills simulated on the live book.")
+    ] = False,
+    live: Annotated[
+        bool, typer.Option("--live", help="Real orders at the venue (needs credentials).")
+    ] = False,
+    stage: Annotated[
+        bool, typer.Option("--stage", help="Dry run: decisions recorded, nothing sent.")
+    ] = False,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds; default: until Ctrl-C.")
+    ] = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option(
+            help="champion (the serving model with the backtest's rules) or churn (exercises the order path)."
+        ),
+    ] = None,
+    venue: Annotated[
+        str | None, typer.Option(help="Venue id; default: the execution.venue setting, else the first venue.")
+    ] = None,
+    kill_switch: Annotated[
+        bool, typer.Option("--kill-switch", help="Start with the kill switch engaged.")
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Trade from live websocket data until stopped (the CLI twin of the stream-execution flow).
@@ -1379,11 +1394,12 @@ def _run_trade(settings: Settings, config: Path | None, mode: str | None, strate
         raise typer.Exit(2)
     console.print(
         f"[bold]Trading[/] ({mode}, {strategy}) on {settings.execution.venue or settings.venues[0].id}"
-        + (f" for {duration:.0f} s" if duration else " until Ctrl-C") + " ..."
+        + (f" for {duration:.0f} s" if duration else " until Ctrl-C")
+        + " ..."
     )
     try:
-        result = stream_execution(
-            config_path=str(config) if config else None, mode=mode, strategy=strategy,  # type: ignore[arg-type]
+        result: dict[str, Any] = stream_execution(
+            config_path=str(config) if config else None, mode=mode, strategy=strategy,  # type: ignore[call-overload]
             duration_seconds=duration, kill_switch=kill_switch,
         )  # fmt: skip
     except ConfigError as error:
@@ -1405,13 +1421,30 @@ def _print_trade(result: dict[str, Any]) -> None:
         ("risk rejections", rejections),
         ("reconciliations (differences)", f"{result['reconciliations']} ({result['differences']})"),
         ("resyncs / reconnects", f"{result['resyncs']} / {result['reconnects']}"),
-        ("decision latency p50 / p99", f"{result['latency_p50_us'] or 0:.0f} / {result['latency_p99_us'] or 0:.0f} µs"),
+        (
+            "decision latency p50 / p99",
+            f"{result['latency_p50_us'] or 0:.0f} / {result['latency_p99_us'] or 0:.0f} µs",
+        ),
         ("trading state", result["state"]),
         ("positions", ", ".join(f"{k} {v:g}" for k, v in result["positions"].items()) or "flat"),
         ("equity start → stop", f"{result['start_equity']:,.2f} → {result['equity']:,.2f}"),
     ):
         table.add_row(name, value)
     console.print(table)
+    kinds = result.get("decision_kinds") or {}
+    if kinds:
+        console.print("Decider: " + ", ".join(f"{kind} {count:,}" for kind, count in sorted(kinds.items())))
+    probabilities = {k: v for k, v in (result.get("probabilities") or {}).items() if v is not None}
+    if probabilities:
+        console.print(
+            "Champion's latest p(up): " + ", ".join(f"{k} {v:.3f}" for k, v in probabilities.items())
+        )
+    for reason in result.get("last_reasons", []):
+        console.print(f"  {reason['kind']} {reason['symbol'] or 'portfolio'}: {reason['reason']}")
+    if not result["orders_sent"] and result["mode"] != "staging":
+        console.print("No orders: the decider proposed none (its newest reasons above); on the simulator's "
+                      "random walk the champion rarely crosses its thresholds. [cyan]--strategy churn[/] "
+                      "exercises the order path.")  # fmt: skip
     for alert in result.get("alerts", []):
         console.print(f"[yellow]alert[/] {alert['kind']}: {alert['summary']}")
     console.print("Orders, fills and risk events: [cyan]tradeflow ledger orders[/]; the audit trail: "
@@ -1431,11 +1464,22 @@ def ledger_orders(
     try:
         orders = sorted(ledger.orders(), key=lambda o: o.created_at)[-limit:]
         table = Table(title=f"Newest {len(orders)} orders", header_style="bold")
-        for column in ("time (UTC)", "venue", "symbol", "side", "quantity", "price", "filled", "state", "client id"):
+        for column in (
+            "time (UTC)",
+            "venue",
+            "symbol",
+            "side",
+            "quantity",
+            "price",
+            "filled",
+            "state",
+            "client id",
+        ):
             table.add_column(column, justify="right" if column in ("quantity", "price", "filled") else "left")
         for order in orders:
             table.add_row(iso(order.created_at), order.venue, order.symbol, order.side, f"{order.quantity:g}",
-                          "market" if order.price is None else f"{order.price:g}", f"{order.filled_quantity:g}",
+                          "market" if order.price is None else f"{order.price:g}",
+                          f"{order.filled_quantity:g}",
                           order.state, order.client_order_id)  # fmt: skip
         console.print(table)
         positions = [p for p in ledger.positions() if p.quantity or p.realized_pnl]

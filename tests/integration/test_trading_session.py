@@ -29,7 +29,12 @@ def _settings(tmp_path: Path) -> Settings:
     return Settings(
         data_dir=tmp_path,
         ingest={"symbols": SYMBOLS},
-        execution={"strategy": "churn", "churn_seconds": 1.0, "churn_notional": 100.0, "reconcile_seconds": 2.0},
+        execution={
+            "strategy": "churn",
+            "churn_seconds": 1.0,
+            "churn_notional": 100.0,
+            "reconcile_seconds": 2.0,
+        },
     )
 
 
@@ -65,8 +70,8 @@ def _run(settings: Settings, plan: TradingPlan, during: Callable[[dict[str, Any]
             if during is not None:
                 asyncio.get_running_loop().create_task(asyncio.to_thread(during, info))
 
-        return await run_trading(settings, plan, decider, on_ready=ready,
-                                 feed_config=FeedConfig(stale_after_ms=3_000, check_interval_seconds=0.1))  # fmt: skip
+        feed = FeedConfig(stale_after_ms=3_000, check_interval_seconds=0.1)
+        return await run_trading(settings, plan, decider, on_ready=ready, feed_config=feed)
 
     return asyncio.run(main()), seen
 
@@ -89,7 +94,7 @@ def test_paper_session_trades_serves_health_and_halts_on_the_kill_switch(
         time.sleep(2.0)
         observed["halted"] = _get(f"{info['health_url']}/healthz")
 
-    summary, seen = _run(settings, plan, during)
+    summary, _ = _run(settings, plan, during)
 
     status, body = observed["healthz"]
     assert status == 200, body

@@ -416,9 +416,9 @@ def prepare_trading(
     base_url = venue.base_url
     if venue.simulated:
         only = settings.model_copy(update={"venues": [venue]})
-        context = local_venues(only)
-        urls = context.__enter__()
-        closers.append(lambda: context.__exit__(None, None, None))
+        stack = contextlib.ExitStack()
+        urls = stack.enter_context(local_venues(only))
+        closers.append(stack.close)
         base_url = urls[venue.id]
         progress(f"local venue {venue.id} at {base_url}")
     symbols = trading_symbols(settings)
@@ -437,9 +437,13 @@ def prepare_trading(
         history: dict[str, Any] = {}
         if strategy == "champion":
             minutes = warm_up_minutes(settings)
-            progress(f"warming up on the last {minutes:,} closed 1-minute bars of {len(symbols)} symbol(s) ...")
+            progress(
+                f"warming up on the last {minutes:,} closed 1-minute bars of {len(symbols)} symbol(s) ..."
+            )
             history = asyncio.run(fetch_warm_up(base_url, venue, symbols, minutes))
-        decider = build_decider(settings, strategy, symbols, model, history, session_key=f"{venue.id}:{strategy}")
+        decider = build_decider(
+            settings, strategy, symbols, model, history, session_key=f"{venue.id}:{strategy}"
+        )
         del history
         # The warm-up's and the model's objects live as long as the session: move them out of
         # the collector's reach, or a full collection walks them all (ms pauses on the hot path).

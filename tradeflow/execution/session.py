@@ -125,6 +125,12 @@ class SessionSummary:
     latency_p50_us: float | None = None
     latency_p99_us: float | None = None
     alerts: list[dict[str, Any]] = field(default_factory=list)
+    decision_kinds: dict[str, int] = field(default_factory=dict)
+    """The decider's decisions and non-decisions by kind (signal, no_signal, entry, exit, ...)."""
+    last_reasons: list[dict[str, Any]] = field(default_factory=list)
+    """The decider's newest decision of each kind, with its reason."""
+    probabilities: dict[str, float | None] = field(default_factory=dict)
+    """The champion's latest probability of a rise per symbol (champion strategy only)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -186,6 +192,7 @@ class TradingSession:
         self.ack_breakdown: list[tuple[float, float, float, float]] = []
         """Per order, in ms: feed (tick to received), decide (to the send task), stage, send (to answer)."""
         self._received_ms: dict[str, float] = {}
+        self._last_reason: dict[str, dict[str, Any]] = {}
         """Venue time of the book event behind each order to the broker's answer, in ms."""
         self._kill_engaged = False
         self._protection_state = ACTIVE
@@ -405,7 +412,12 @@ class TradingSession:
                     self.ack_latencies_ms.append(acked_ms - tick_ms)
                     received = self._received_ms.get(intent.symbol, tick_ms)
                     self.ack_breakdown.append(
-                        (received - tick_ms, started_ms - received, staged_ms - started_ms, acked_ms - staged_ms)
+                        (
+                            received - tick_ms,
+                            started_ms - received,
+                            staged_ms - started_ms,
+                            acked_ms - staged_ms,
+                        )
                     )
             except Exception as error:
                 now = self.clock()
@@ -440,7 +452,9 @@ class TradingSession:
             self._apply_fill(fill)
             if on_fill is not None:
                 try:
-                    on_fill(fill.symbol, 1 if fill.side == "buy" else -1, fill.quantity, fill.price, fill.time_ms)
+                    on_fill(
+                        fill.symbol, 1 if fill.side == "buy" else -1, fill.quantity, fill.price, fill.time_ms
+                    )
                 except Exception:  # the ledger has the fill; the decider re-reads positions anyway
                     log.exception("the decider could not take fill %s", fill.venue_trade_id)
             self._audit("fill", fill_payload(fill, self.config.venue))
@@ -560,7 +574,22 @@ class TradingSession:
             if not self._kill_engaged:
                 self._set_state(state, events[-1].reason if events else "protections", "protections")
 
+    def _drain_decisions(self) -> None:
+        drain = getattr(self.decider, "drain", None)
+        if drain is None:
+            return
+        for decision in drain():
+            kinds = self.summary.decision_kinds
+            kinds[decision.kind] = kinds.get(decision.kind, 0) + 1
+            self._last_reason[decision.kind] = {
+                "kind": decision.kind,
+                "symbol": decision.symbol,
+                "time_ms": decision.time_ms,
+                "reason": decision.reason,
+            }
+
     def _update_metrics(self) -> None:
+        self._drain_decisions()
         counts: dict[str, int] = {}
         for order in self.ledger.orders():
             if order.venue == self.config.venue:
@@ -663,6 +692,11 @@ class TradingSession:
         s.positions = {k: v for k, v in self.positions.items() if v}
         s.equity = self.equity()
         s.alerts = [{"kind": a.kind, "summary": a.summary} for a in self.alerts.sent]
+        self._drain_decisions()
+        s.last_reasons = sorted(self._last_reason.values(), key=lambda r: r["time_ms"])[-6:]
+        probabilities = getattr(self.decider, "probabilities", None)
+        if probabilities:
+            s.probabilities = {k: (None if v is None else float(v)) for k, v in probabilities.items()}
         if self._latencies:
             ordered = sorted(self._latencies)
             s.latency_p50_us = ordered[len(ordered) // 2] * 1e6

@@ -753,10 +753,17 @@ class Ledger:
 
 
 def _configure_sqlite(connection: Any, record: Any) -> None:
-    """Turn on foreign keys and write-ahead logging on each new SQLite connection."""
+    """Turn on foreign keys and write-ahead logging on each new SQLite connection.
+
+    ``synchronous=NORMAL`` with WAL: a commit is durable once the process has written it (it
+    survives the process being killed, which the restart guarantees rely on) but is fsynced at
+    checkpoints, not per commit; a power cut can lose the last transactions. Per-commit fsync
+    cost ~3 ms each on the trading loop. Production ledgers are PostgreSQL.
+    """
     cursor = connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 
