@@ -87,7 +87,11 @@ def trade(
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         with _stop_on_signals(lambda: loop.call_soon_threadsafe(stop.set)):
-            return await run_prepared(prepared, stop=stop, on_ready=lambda info: print(f"trading; health at {info['health_url']}/healthz"))
+            return await run_prepared(
+                prepared,
+                stop=stop,
+                on_ready=lambda info: print(f"trading; health at {info['health_url']}/healthz"),
+            )
 
     try:
         summary = asyncio.run(main())
@@ -114,7 +118,10 @@ def summary_markdown(result: dict[str, Any]) -> str:
         ("trading state at stop", result["state"]),
         ("positions", ", ".join(f"{k} {v:g}" for k, v in result["positions"].items()) or "flat"),
         ("equity: start -> stop", f"{result['start_equity']:,.2f} -> {result['equity']:,.2f}"),
-        ("decision latency p50 / p99 (us)", f"{result['latency_p50_us'] or 0:.0f} / {result['latency_p99_us'] or 0:.0f}"),
+        (
+            "decision latency p50 / p99 (us)",
+            f"{result['latency_p50_us'] or 0:.0f} / {result['latency_p99_us'] or 0:.0f}",
+        ),
     ]
     lines = ["| | |", "|---|---|", *(f"| {name} | {value} |" for name, value in rows)]
     return "\n".join(lines)

@@ -44,10 +44,11 @@ def postgres_url() -> Iterator[str]:
 def test_stream_execution_paper_session_is_recorded_in_ledger_and_audit(
     write_config: Callable[..., str], tmp_path: Path, ledger: str, request: pytest.FixtureRequest
 ) -> None:
-    from flows.execution import stream_execution
     from prefect.client.orchestration import get_client
-    from tradeflow.bootstrap import build_store, ledger_url
+
+    from flows.execution import stream_execution
     from tradeflow.audit.chain import iter_entries
+    from tradeflow.bootstrap import build_store, ledger_url
     from tradeflow.config import load_settings
     from tradeflow.ledger.store import Ledger
 

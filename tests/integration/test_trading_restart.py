@@ -88,7 +88,9 @@ def _start(config: Path, tmp_path: Path, duration: float | None, log: Path) -> s
     )
 
 
-def _wait_for(condition: Callable[[], bool], timeout: float, what: str, process: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_for(
+    condition: Callable[[], bool], timeout: float, what: str, process: subprocess.Popen[bytes], log: Path
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
