@@ -37,7 +37,9 @@ def execution_verdicts(results: dict[str, Any]) -> list[str]:
         verdicts = getattr(module, "verdicts", None)
         if verdicts is None:
             continue
-        if name == "decision":  # its verdicts read the typed result
+        if name == "decision":  # these verdicts read the typed results
             result = module.DecisionBenchResult.from_dict(result)
+        elif name == "book":
+            result = module.BookBenchResult.from_dict(result)
         lines += list(verdicts(result))
     return lines

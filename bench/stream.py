@@ -125,6 +125,9 @@ def _acks(summary: Any, session: Any) -> dict[str, Any]:
         "breakdown_p50_ms": [
             _percentile([row[i] for row in session.ack_breakdown[1:]], 0.5) for i in range(4)
         ],
+        "breakdown_p99_ms": [
+            _percentile([row[i] for row in session.ack_breakdown[1:]], 0.99) for i in range(4)
+        ],
     }
 
 
@@ -200,6 +203,8 @@ def print_tables(result: dict[str, Any]) -> None:
          f"{e2e['decision_p50_us'] or 0:.0f} / {e2e['decision_p99_us'] or 0:.0f} µs"),
         ("  of which feed / decide+queue / stage / send (p50 each)",
          " / ".join(f"{value:.1f}" for value in e2e["breakdown_p50_ms"]) + " ms"),
+        ("  of which feed / decide+queue / stage / send (p99 each)",
+         " / ".join(f"{value:.1f}" for value in e2e["breakdown_p99_ms"]) + " ms"),
         ("bursts: 5 symbols flipping together, orders", f"{burst['acks']:,}"),
         ("bursts: venue tick -> ack p50 / p99 / max",
          f"{burst['p50_ms']:.1f} / {burst['p99_ms']:.1f} / {burst['max_ms']:.1f} ms"),
