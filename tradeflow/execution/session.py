@@ -295,7 +295,7 @@ class TradingSession:
                 self.pending[intent.symbol] = intent.client_order_id
                 self._pending_quantity[intent.symbol] = intent.side * intent.quantity
                 self.risk.record_sent(now)
-                self._spawn(self._send(intent, now, time.time_ns() / 1e6))
+                self._spawn(self._send(intent, now, time.time_ns() / 1e6), name=intent.client_order_id)
             else:
                 self._record_rejection(intent, decision)
                 rejected = getattr(self.decider, "on_rejected", None)
@@ -364,8 +364,8 @@ class TradingSession:
 
     # --------------------------------------------------------------------------- orders --
 
-    def _spawn(self, work: Any) -> None:
-        task = asyncio.get_running_loop().create_task(work)
+    def _spawn(self, work: Any, name: str | None = None) -> None:
+        task = asyncio.get_running_loop().create_task(work, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -483,7 +483,7 @@ class TradingSession:
         """Ask the broker about orders still open or unknown (resting GTC orders, lost answers)."""
         for symbol, cid in list(self.pending.items()):
             if any(not t.done() and t.get_name() == cid for t in self._tasks):
-                continue
+                continue  # its send is still under way (the broker queries before any retry)
             order = self.ledger.order(cid)
             if order is None or order.state in FINAL_STATES:
                 self._release(symbol, cid)
