@@ -8,7 +8,7 @@ from prefect import flow
 from prefect.utilities.annotations import quote
 
 from tasks.audit import checkpoint_audit
-from tasks.execution import load_serving_model, trade
+from tasks.execution import load_serving_model, set_kill_switch, trade
 from tradeflow.config import load_settings
 
 
@@ -45,3 +45,24 @@ def stream_execution(
     )
     checkpoint = checkpoint_audit(quote(settings), [])
     return summary | {"checkpoint": checkpoint}
+
+
+@flow(name="kill-switch", log_prints=True)
+def kill_switch(
+    config_path: str | None = None, engage: bool = True, reason: str = "automation"
+) -> dict[str, Any]:
+    """Engage (or release) the kill switch of every stream-execution session on this machine.
+
+    Writes or removes the kill switch file the running sessions poll (HALTED within a second:
+    no new entries, open orders cancelled) and sets the Prefect variable
+    ``tradeflow_kill_switch``, which sessions on other machines watch. Deploy it, and a Prefect
+    automation (a "run deployment" action on, say, a failed flow run or a metric alert) becomes
+    a kill switch.
+
+    Args:
+        config_path: TOML config file; default ``$TRADEFLOW_CONFIG`` or ``./tradeflow.toml``.
+        engage: True to halt, False to release.
+        reason: Recorded with the switch, in the ledger and the audit chain when a session halts.
+    """
+    settings = load_settings(config_path)
+    return set_kill_switch(quote(settings), engage, reason)

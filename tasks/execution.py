@@ -61,6 +61,20 @@ def _watch_variable(switch: KillSwitch, stopped: threading.Event) -> None:
             switch.engage(f"Prefect variable {KILL_SWITCH_VARIABLE} = {value}", "prefect")
 
 
+@task(name="set-kill-switch", **_DEFAULTS)
+def set_kill_switch(settings: Settings, engage: bool, reason: str) -> dict[str, Any]:
+    """Write or remove the kill switch file and set the Prefect variable sessions elsewhere watch."""
+    from prefect.variables import Variable
+
+    switch = KillSwitch(kill_switch_path(settings))
+    if engage:
+        switch.engage(reason, "prefect")
+    else:
+        switch.release()
+    Variable.set(KILL_SWITCH_VARIABLE, "on" if engage else "off", overwrite=True)
+    return {"engaged": switch.engaged, "file": str(switch.path), "variable": "on" if engage else "off"}
+
+
 @task(name="trade", **_DEFAULTS)
 def trade(
     settings: Settings,

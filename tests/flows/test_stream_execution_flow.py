@@ -86,3 +86,21 @@ def test_stream_execution_paper_session_is_recorded_in_ledger_and_audit(
 
     markdown = asyncio.run(artifact())
     assert f"| orders sent | {result['orders_sent']} |" in markdown
+
+
+def test_the_kill_switch_flow_writes_the_file_and_the_variable(write_config: Callable[..., str]) -> None:
+    from flows.execution import kill_switch
+    from prefect.variables import Variable
+    from tradeflow.config import load_settings
+    from tradeflow.execution.killswitch import KillSwitch
+    from tradeflow.execution.runner import kill_switch_path
+
+    config = write_config()
+    switch = KillSwitch(kill_switch_path(load_settings(config)))
+    assert not switch.engaged
+    kill_switch(config_path=config, engage=True, reason="latency alert")
+    assert switch.state().engaged and switch.state().reason == "latency alert"
+    assert Variable.get("tradeflow_kill_switch") == "on"
+    kill_switch(config_path=config, engage=False)
+    assert not switch.engaged
+    assert Variable.get("tradeflow_kill_switch") == "off"
