@@ -89,8 +89,9 @@ def test_stream_execution_paper_session_is_recorded_in_ledger_and_audit(
 
 
 def test_the_kill_switch_flow_writes_the_file_and_the_variable(write_config: Callable[..., str]) -> None:
-    from flows.execution import kill_switch
     from prefect.variables import Variable
+
+    from flows.execution import kill_switch
     from tradeflow.config import load_settings
     from tradeflow.execution.killswitch import KillSwitch
     from tradeflow.execution.runner import kill_switch_path
