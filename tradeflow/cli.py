@@ -1442,9 +1442,14 @@ def _print_trade(result: dict[str, Any]) -> None:
     for reason in result.get("last_reasons", []):
         console.print(f"  {reason['kind']} {reason['symbol'] or 'portfolio'}: {reason['reason']}")
     if not result["orders_sent"] and result["mode"] != "staging":
-        console.print("No orders: the decider proposed none (its newest reasons above); on the simulator's "
-                      "random walk the champion rarely crosses its thresholds. [cyan]--strategy churn[/] "
-                      "exercises the order path.")  # fmt: skip
+        why = (
+            "the decider proposed none (its newest reasons above); on the simulator's random walk the "
+            "champion rarely crosses its thresholds."
+            if result.get("last_reasons")
+            else "no decision bar closed during the session (the strategy decides at the close of every "
+            "decision bar, 15 minutes by default), so nothing was due."
+        )
+        console.print(f"No orders: {why} [cyan]--strategy churn[/] exercises the order path.")
     for alert in result.get("alerts", []):
         console.print(f"[yellow]alert[/] {alert['kind']}: {alert['summary']}")
     console.print("Orders, fills and risk events: [cyan]tradeflow ledger orders[/]; the audit trail: "
