@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import math
 import os
@@ -84,6 +85,8 @@ def _session(base_url: str, mode: str, seconds: float, folder: Path, churn_secon
                        kill_switch_path=folder / "KILL",
                        duration_seconds=seconds, health_port=0)  # fmt: skip
     decider = build_decider(settings, "churn", symbols, None, {}, session_key=f"bench-{mode}")
+    gc.collect()
+    gc.freeze()  # as prepare_trading does before a session
     holder: dict[str, Any] = {}
 
     async def main() -> Any:
