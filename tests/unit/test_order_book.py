@@ -588,3 +588,20 @@ def test_invalidate_discards_a_synced_book_and_a_buffer() -> None:
     assert book.invalidate("disconnected") == []
     assert book.buffered == 0
     assert book.resyncs == 1
+
+
+def test_the_book_tells_the_venue_time_of_its_last_diff() -> None:
+    """The live ``book_age_seconds`` feature reads it (training joins snapshots by their age)."""
+    book = LocalOrderBook("BTC/USDT")
+    assert book.last_event_time is None
+    book.on_update(DepthUpdate.from_binance(
+        {"e": "depthUpdate", "E": 1_000, "s": "BTCUSDT", "U": 11, "u": 12, "b": [["10.0", "1.0"]], "a": []}
+    ))  # fmt: skip
+    book.on_snapshot(
+        DepthSnapshot.from_binance({"lastUpdateId": 10, "bids": [["10.0", "2.0"]], "asks": [["11.0", "1"]]})
+    )
+    book.on_update(DepthUpdate.from_binance(
+        {"e": "depthUpdate", "E": 1_100, "s": "BTCUSDT", "U": 13, "u": 13, "b": [], "a": [["11.0", "2.0"]]}
+    ))  # fmt: skip
+    assert book.in_sync
+    assert book.last_event_time == 1_100

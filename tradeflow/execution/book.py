@@ -390,6 +390,11 @@ class LocalOrderBook:
         return self._state
 
     @property
+    def last_event_time(self) -> int | None:
+        """Return the venue event time (ms) of the last diff applied, or None."""
+        return self._last_event_time
+
+    @property
     def in_sync(self) -> bool:
         """Return whether the book follows the stream (the only state to trade on)."""
         return self._state is BookState.SYNCED
