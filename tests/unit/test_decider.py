@@ -313,6 +313,9 @@ def test_an_entry_becomes_a_marketable_limit_order_the_risk_checks_accept(replay
     assert intent.quantity * intent.price >= RULES["SOL/USDT"].min_notional
     assert intent.client_order_id.startswith("tf-") and len(intent.client_order_id) <= 36
     assert decider.reason(intent.client_order_id) and "ml+" in (decider.reason(intent.client_order_id) or "")
+    # The order traces back to its signal (the session records it in the ledger and the audit chain).
+    signal = decider.signal_of(intent.client_order_id)
+    assert signal is not None and signal.id == entry.signal_id and signal.symbol == "SOL/USDT"
     risk = PreTradeRisk(RiskLimits(max_order_notional=50_000.0))
     decision = risk.check(intent, decider.market_view("SOL/USDT", now), view)
     assert decision.accepted, decision.reason

@@ -21,15 +21,30 @@ from tradeflow.execution.killswitch import KillSwitch
 from tradeflow.execution.risk import OrderIntent, PortfolioView, PreTradeRisk, RiskLimits
 from tradeflow.execution.session import SessionConfig, TradingSession
 from tradeflow.ledger.store import Ledger
+from tradeflow.strategy.signals import Signal
 
 SYMBOL = "BTC/USDT"
 
 
+SIGNAL = Signal(
+    id="signal-0123456789abcdef0123", fingerprint="f" * 64, symbol=SYMBOL, time=1_700_000_000_000,
+    direction=1, confidence=1.0, probability=0.61, signal_type="ml+4tf", regime="TRENDING_UP",
+    long_threshold=0.55, short_threshold=0.45, alignment=1.0, price=60_000.0, atr=120.0,
+    model_version="3", explanation="p(up) 0.61 over 0.55; 4 of 4 timeframes agree",
+)  # fmt: skip
+
+
 class OneRestingBuy:
-    """Proposes one GTC buy 0.5 % below the best bid, once."""
+    """Proposes one GTC buy 0.5 % below the best bid, once, following :data:`SIGNAL`."""
 
     def __init__(self) -> None:
         self.proposed = False
+
+    def signal_of(self, client_order_id: str) -> Signal | None:
+        return SIGNAL if client_order_id.startswith("tf-rest-") else None
+
+    def reason(self, client_order_id: str) -> str | None:
+        return "entry: scripted" if client_order_id.startswith("tf-rest-") else None
 
     def on_bar(self, symbol: str, bar: Any) -> None:
         del symbol, bar
@@ -84,6 +99,7 @@ async def _session(tmp_path: Path, on_shutdown: str, halt: bool) -> tuple[Any, l
         await housekeeping
     summary = await session.shutdown()
     orders = ledger.orders()
+    assert ledger.signal(SIGNAL.id) is not None  # the order's signal is in the ledger too
     ledger.close()
     return summary, orders
 
@@ -94,6 +110,7 @@ def test_a_graceful_stop_cancels_or_keeps_the_resting_order(
 ) -> None:
     summary, orders = asyncio.run(_session(tmp_path, on_shutdown, halt=False))
     assert [order.state for order in orders] == [expected]
+    assert [(order.signal_id, order.reason) for order in orders] == [(SIGNAL.id, "entry: scripted")]
     assert summary.open_orders_at_stop == 1
     assert summary.cancelled_at_stop == (1 if on_shutdown == "cancel" else 0)
 

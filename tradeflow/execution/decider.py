@@ -302,6 +302,7 @@ class _TargetTrader:
         self.log: deque[Decision] = deque(maxlen=config.max_log)
         self._undrained: deque[Decision] = deque(maxlen=config.max_log)
         self._reasons: dict[str, str] = {}
+        self._signals: dict[str, Signal] = {}
         self._known: dict[str, float] = dict.fromkeys(self.symbols, 0.0)
         self.quotes = {symbol: _Quote() for symbol in self.symbols}
         self._portfolio: PortfolioView | None = None
@@ -322,6 +323,10 @@ class _TargetTrader:
     def reason(self, client_order_id: str) -> str | None:
         """Return why the intent with this client order id was proposed (recent ones only)."""
         return self._reasons.get(client_order_id)
+
+    def signal_of(self, client_order_id: str) -> Signal | None:
+        """Return the signal the intent with this client order id follows from (recent ones only)."""
+        return self._signals.get(client_order_id)
 
     def market_view(self, symbol: str, now_ms: int) -> MarketView:
         """Return the pre-trade checks' view of ``symbol``'s book as of its last event."""
@@ -446,6 +451,10 @@ class _TargetTrader:
         if len(self._reasons) >= self.config.max_log:
             self._reasons.pop(next(iter(self._reasons)))
         self._reasons[client_order_id] = reason
+        if target.signal is not None:
+            if len(self._signals) >= self.config.max_log:
+                self._signals.pop(next(iter(self._signals)))
+            self._signals[client_order_id] = target.signal
         self._record(
             Decision(
                 now_ms,

@@ -193,6 +193,7 @@ class TradingSession:
         """Per order, in ms: feed (tick to received), decide (to the send task), stage, send (to answer)."""
         self._received_ms: dict[str, float] = {}
         self._last_reason: dict[str, dict[str, Any]] = {}
+        self._signals_recorded: set[str] = set()
         """Venue time of the book event behind each order to the broker's answer, in ms."""
         self._kill_engaged = False
         self._protection_state = ACTIVE
@@ -385,10 +386,14 @@ class TradingSession:
         cid = intent.client_order_id
         started_ms = time.time_ns() / 1e6
         try:
+            signal_id = self._record_signal(cid)
+            why = (
+                getattr(self.decider, "reason", lambda _cid: None)(cid) or f"{self.config.strategy} decision"
+            )
             order = self.ledger.stage_order(
                 cid, self.config.venue, intent.symbol, "buy" if intent.side > 0 else "sell",
                 "limit" if intent.price is not None else "market", intent.quantity, intent.price,
-                reason=f"{self.config.strategy} decision", time=decided_ms,
+                signal_id=signal_id, reason=why, time=decided_ms,
             )  # fmt: skip
             if order.state != "staged" or order.created_at != decided_ms:
                 # A decision already taken (before a restart): its order exists; never send it again.
@@ -429,6 +434,28 @@ class TradingSession:
         except Exception:
             log.exception("sending order %s failed", cid)
             self._release(intent.symbol, cid)
+
+    def _record_signal(self, client_order_id: str) -> str | None:
+        """Record (once) the signal an intent follows from, in the ledger and the audit chain."""
+        signal = getattr(self.decider, "signal_of", lambda _cid: None)(client_order_id)
+        if signal is None:
+            return None
+        if signal.id not in self._signals_recorded:
+            self.ledger.record_signal(
+                signal_id=signal.id, fingerprint=signal.fingerprint, symbol=signal.symbol, time=signal.time,
+                direction=signal.direction, confidence=signal.confidence, signal_type=signal.signal_type,
+                explanation=signal.explanation, probability=signal.probability, regime=signal.regime,
+                model_version=signal.model_version,
+            )  # fmt: skip
+            self._signals_recorded.add(signal.id)
+            self._audit(
+                "signal",
+                {"venue": self.config.venue, "signal_id": signal.id, "symbol": signal.symbol,
+                 "direction": signal.direction, "confidence": signal.confidence,
+                 "probability": signal.probability, "signal_type": signal.signal_type,
+                 "model_version": signal.model_version, "source": "stream"},
+            )  # fmt: skip
+        return str(signal.id)
 
     def _order_payload(self, intent: OrderIntent, event: str, time_ms: int) -> dict[str, Any]:
         return {
