@@ -53,7 +53,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
@@ -470,41 +470,59 @@ class MarketFeed:
         for symbol, state in self._states.items():
             self._by_id[self._exchange.market(symbol)["id"]] = state
 
-    async def _book_loop(self, state: _SymbolState) -> None:
-        exchange, symbol = self._exchange, state.symbol
+    async def _watch(
+        self,
+        what: str,
+        watch: Callable[[], Awaitable[Any]],
+        handle: Callable[[Any], None] | None = None,
+        *,
+        resubscribe: tuple[type[BaseException], ...] = (),
+        lost: Callable[[BaseException], bool] | None = None,
+    ) -> None:
+        """Call ``watch`` forever, handing each result to ``handle``; back off on ccxt errors.
+
+        ``resubscribe`` errors retry at once (a resync, not a failure). ``lost`` tells whether an
+        error means the connection dropped (default: every error does); the first success after a
+        drop counts as a reconnect.
+        """
         attempt, down = 0, False
         while True:
             try:
-                await exchange.watch_order_book(symbol, self.config.snapshot_limit)
-            except ChecksumError:
-                # A resync (ccxt's on a gap, or ours): the next call subscribes again.
+                result = await watch()
+            except resubscribe:
                 continue
             except BaseError as exc:
-                if not self._book_connection_open(symbol):
-                    down = True
-                    self._on_disconnect(state, str(exc))
-                await self._sleep_backoff(attempt, f"order book {symbol}", exc)
+                dropped = lost is None or lost(exc)
+                down = down or dropped
+                await self._sleep_backoff(attempt, what, exc)
                 attempt += 1
                 continue
             attempt = 0
             if down:
                 down = False
                 self.counters.reconnects += 1
+            if handle is not None:
+                handle(result)
+
+    async def _book_loop(self, state: _SymbolState) -> None:
+        symbol = state.symbol
+
+        def lost(exc: BaseException) -> bool:
+            if self._book_connection_open(symbol):
+                return False
+            self._on_disconnect(state, str(exc))
+            return True
+
+        # A ChecksumError is a resync (ccxt's on a gap, or ours): the next call subscribes again.
+        await self._watch(
+            f"order book {symbol}",
+            lambda: self._exchange.watch_order_book(symbol, self.config.snapshot_limit),
+            resubscribe=(ChecksumError,),
+            lost=lost,
+        )
 
     async def _trades_loop(self, symbol: str) -> None:
-        attempt, down = 0, False
-        while True:
-            try:
-                trades = await self._exchange.watch_trades(symbol)
-            except BaseError as exc:
-                down = True
-                await self._sleep_backoff(attempt, f"trades {symbol}", exc)
-                attempt += 1
-                continue
-            attempt = 0
-            if down:
-                down = False
-                self.counters.reconnects += 1
+        def handle(trades: Any) -> None:
             received = time.time_ns()
             for trade in trades:
                 self._emit(
@@ -520,22 +538,10 @@ class MarketFeed:
                     )
                 )
 
+        await self._watch(f"trades {symbol}", lambda: self._exchange.watch_trades(symbol), handle)
+
     async def _ticker_loop(self, symbol: str) -> None:
-        attempt, down = 0, False
-        while True:
-            try:
-                # ``name`` explicitly: ccxt routes watch_ticker through watch_tickers and loses the
-                # ``watchTicker`` option on the way, falling back to the mini ticker (no bid/ask).
-                ticker = await self._exchange.watch_ticker(symbol, {"name": "ticker"})
-            except BaseError as exc:
-                down = True
-                await self._sleep_backoff(attempt, f"ticker {symbol}", exc)
-                attempt += 1
-                continue
-            attempt = 0
-            if down:
-                down = False
-                self.counters.reconnects += 1
+        def handle(ticker: Any) -> None:
             self._emit(
                 TickerEvent(
                     venue=self.venue,
@@ -550,21 +556,15 @@ class MarketFeed:
                 )
             )
 
+        # ``name`` explicitly: ccxt routes watch_ticker through watch_tickers and loses the
+        # ``watchTicker`` option on the way, falling back to the mini ticker (no bid/ask).
+        await self._watch(
+            f"ticker {symbol}", lambda: self._exchange.watch_ticker(symbol, {"name": "ticker"}), handle
+        )
+
     async def _bars_loop(self, symbol: str) -> None:
         # Closed bars are delivered by the kline hook; this loop keeps the subscription alive.
-        attempt, down = 0, False
-        while True:
-            try:
-                await self._exchange.watch_ohlcv(symbol, "1m")
-            except BaseError as exc:
-                down = True
-                await self._sleep_backoff(attempt, f"bars {symbol}", exc)
-                attempt += 1
-                continue
-            attempt = 0
-            if down:
-                down = False
-                self.counters.reconnects += 1
+        await self._watch(f"bars {symbol}", lambda: self._exchange.watch_ohlcv(symbol, "1m"))
 
     async def _check_loop(self) -> None:
         interval = self.config.check_interval_seconds
