@@ -8,36 +8,19 @@ artifact.
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.exc import OperationalError
 
-SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
+from tests.postgres import fresh_database
 
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    admin = create_engine(
-        f"{SERVER}/postgres", isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
-    )
-    name = f"tradeflow_flow_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as error:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432 ({error.orig})")
-    try:
-        yield f"{SERVER}/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database("tradeflow_flow") as url:
+        yield url
 
 
 @pytest.mark.parametrize("ledger", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

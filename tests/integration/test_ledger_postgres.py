@@ -6,13 +6,12 @@ and ``ledger`` fixtures below point them at a fresh database created for this mo
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.exc import OperationalError
 
+from tests.postgres import fresh_database
 from tests.unit.test_ledger import (  # noqa: F401 - collected again here, on PostgreSQL
     test_a_fill_recorded_twice_counts_once,
     test_allowed_transitions_append_numbered_events,
@@ -34,30 +33,14 @@ from tradeflow.ledger import Ledger, LedgerSchemaError
 
 pytestmark = pytest.mark.postgres
 
-SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
-START = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 LEDGER_TABLES = "signals, orders, order_events, fills, positions, balances, risk_events"
 
 
 @pytest.fixture(scope="module")
 def server_url() -> Iterator[str]:
     """Create a uniquely named database for this module; drop it afterwards."""
-    admin = create_engine(
-        f"{SERVER}/postgres", isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
-    )
-    name = f"tradeflow_test_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as error:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432 ({error.orig}); start it with: {START}")
-    try:
-        yield f"{SERVER}/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database("tradeflow_test") as url:
+        yield url
 
 
 @pytest.fixture
