@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from tradeflow.config import ConfigError, Settings, VenueConfig
 from tradeflow.execution.alerts import AlertCenter, Sink, webhook_sink
@@ -177,36 +180,44 @@ def risk_limits(settings: Settings) -> RiskLimits:
     )
 
 
-async def fetch_warm_up(
-    base_url: str | None, venue: VenueConfig, symbols: Sequence[str], minutes: int
+def fetch_warm_up(
+    settings: Settings, venue: VenueConfig, base_url: str | None, symbols: Sequence[str], minutes: int
 ) -> dict[str, Any]:
-    """Return the last ``minutes`` closed 1-minute candles per symbol from the venue's REST API."""
+    """Return the last ``minutes`` closed 1-minute candles per symbol from the venue's REST API.
+
+    The ingestion machinery does it: the pages that cover the window exactly once, the ccxt
+    adapter's shape checks, and the ``[retry]`` policy.
+    """
     import pandas as pd
 
-    from tradeflow.execution.exchange import create_pro_exchange
+    from tradeflow.bootstrap import build_source
+    from tradeflow.ingest import RetryPolicy, call_with_retry, plan_pages
 
-    exchange = create_pro_exchange(venue.exchange, base_url=base_url, options=venue.options)
+    source = build_source(venue, base_url)
+    policy = RetryPolicy.from_config(settings.retry)
+    limit = settings.ingest.page_limit
+    end = int(time.time() * 1000)
     frames: dict[str, Any] = {}
     try:
-        now = int(time.time() * 1000)
-        start = now - (minutes + 1) * 60_000
         for symbol in symbols:
-            rows: list[list[float]] = []
-            since = start
-            while since < now:
-                page = await exchange.fetch_ohlcv(symbol, "1m", since=since, limit=1000)
-                if not page:
-                    break
-                rows.extend(page)
-                since = int(page[-1][0]) + 60_000
-                if len(page) < 1000:
-                    break
-            closed = [row for row in rows if int(row[0]) + 60_000 <= now]
-            frame = pd.DataFrame(closed, columns=["timestamp", "open", "high", "low", "close", "volume"])
+            pages = plan_pages(end - minutes * 60_000, end, 60_000, limit)
+            chunks = [
+                call_with_retry(
+                    functools.partial(source.fetch_candles, symbol, "1m", page.since, page.until, limit),
+                    policy,
+                    venue=venue.id,
+                )
+                for page in pages
+            ]
+            rows = [chunk for chunk in chunks if len(chunk)]
+            frame = pd.DataFrame(
+                np.concatenate(rows) if rows else np.empty((0, 6)),
+                columns=["timestamp", "open", "high", "low", "close", "volume"],
+            )
             frame["timestamp"] = frame["timestamp"].astype("int64")
             frames[symbol] = frame.drop_duplicates("timestamp").reset_index(drop=True)
     finally:
-        await exchange.close()
+        source.close()
     return frames
 
 
@@ -440,7 +451,7 @@ def prepare_trading(
             progress(
                 f"warming up on the last {minutes:,} closed 1-minute bars of {len(symbols)} symbol(s) ..."
             )
-            history = asyncio.run(fetch_warm_up(base_url, venue, symbols, minutes))
+            history = fetch_warm_up(settings, venue, base_url, symbols, minutes)
         decider = build_decider(
             settings, strategy, symbols, model, history, session_key=f"{venue.id}:{strategy}"
         )
