@@ -21,6 +21,7 @@ from tests.unit.test_ledger import (  # noqa: F401 - collected again here, on Po
     test_migrations_match_the_models,
     test_open_without_migrating_a_current_database_works,
     test_open_without_migrating_a_schema_behind_is_refused,
+    test_order_counts_by_state_and_venue,
     test_partial_then_full_fill_moves_order_and_position,
     test_refused_transitions_name_both_states,
     test_risk_events_are_recorded_in_time_order,

@@ -120,6 +120,14 @@ def test_staging_the_same_client_order_id_twice_keeps_one_order(ledger: Ledger) 
     assert [event.kind for event in ledger.events("c-1")] == ["created"]
 
 
+def test_order_counts_by_state_and_venue(ledger: Ledger) -> None:
+    for cid, venue in (("a", "sim"), ("b", "sim"), ("c", "other")):
+        ledger.stage_order(cid, venue, "BTC/USDT", "buy", "limit", "1", price="100")
+    ledger.transition("b", "submitted", "submitted")
+    assert ledger.order_counts("sim") == {"staged": 1, "submitted": 1}
+    assert ledger.order_counts() == {"staged": 2, "submitted": 1}
+
+
 def test_signals_are_recorded_once_and_orders_point_at_them(ledger: Ledger) -> None:
     fields = {
         "signal_id": "signal-ab12",

@@ -33,18 +33,18 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tradeflow.execution.alerts import AlertCenter
 from tradeflow.execution.health import TRADING_STATE_CODES, HealthState, Metrics
 from tradeflow.execution.killswitch import KillSwitch
-from tradeflow.execution.orders import FINAL_STATES, OPEN_STATES, apply_report, fill_payload
+from tradeflow.execution.orders import FINAL_STATES, apply_report, fill_payload
 from tradeflow.execution.reconcile import Reconciliation, reconcile
 from tradeflow.execution.risk import MarketView, OrderIntent, PortfolioView, PreTradeRisk, RiskDecision
 from tradeflow.ledger.store import Ledger
-from tradeflow.strategy.protections import ACTIVE, HALTED, REDUCING
+from tradeflow.strategy.protections import ACTIVE, HALTED
 
 if TYPE_CHECKING:
     from tradeflow.execution.brokers import Broker, FillReport, OrderReport
@@ -617,17 +617,13 @@ class TradingSession:
 
     def _update_metrics(self) -> None:
         self._drain_decisions()
-        counts: dict[str, int] = {}
-        for order in self.ledger.orders():
-            if order.venue == self.config.venue:
-                counts[order.state] = counts.get(order.state, 0) + 1
-        self.metrics.set_orders(counts)
-        realized = sum(float(p.realized_pnl) for p in self.ledger.positions() if p.venue == self.config.venue)
-        self.metrics.realized_pnl.set(realized)
+        self.metrics.set_orders(self.ledger.order_counts(self.config.venue))
+        positions = [p for p in self.ledger.positions() if p.venue == self.config.venue]
+        self.metrics.realized_pnl.set(sum(float(p.realized_pnl) for p in positions))
         unrealized = 0.0
-        for position in self.ledger.positions():
+        for position in positions:
             mark = self.marks.get(position.symbol)
-            if position.venue == self.config.venue and mark is not None and position.quantity:
+            if mark is not None and position.quantity:
                 unrealized += float(position.quantity) * (mark - float(position.average_price))
         self.metrics.unrealized_pnl.set(unrealized)
 
@@ -730,13 +726,4 @@ class TradingSession:
             s.latency_p99_us = ordered[min(len(ordered) - 1, math.ceil(len(ordered) * 0.99) - 1)] * 1e6
 
 
-def open_state_counts(orders: Sequence[Any]) -> dict[str, int]:
-    """Count orders by state (open ones only)."""
-    counts: dict[str, int] = {}
-    for order in orders:
-        if order.state in OPEN_STATES:
-            counts[order.state] = counts.get(order.state, 0) + 1
-    return counts
-
-
-__all__ = ["REDUCING", "SessionConfig", "SessionSummary", "TradingSession", "open_state_counts"]
+__all__ = ["SessionConfig", "SessionSummary", "TradingSession"]

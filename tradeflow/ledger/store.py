@@ -658,6 +658,14 @@ class Ledger:
         with self._transaction() as session:
             return [_order(row) for row in session.scalars(select(schema.Order).order_by(schema.Order.id))]
 
+    def order_counts(self, venue: str | None = None) -> dict[str, int]:
+        """Return how many orders are in each state (optionally at one venue), counted in SQL."""
+        query = select(schema.Order.state, func.count()).group_by(schema.Order.state)
+        if venue is not None:
+            query = query.where(schema.Order.venue == venue)
+        with self._transaction() as session:
+            return {str(state): int(count) for state, count in session.execute(query)}
+
     def open_orders(self, venue: str | None = None) -> list[Order]:
         """Return the orders not in a terminal state (optionally at one venue), oldest first."""
         query = select(schema.Order).where(schema.Order.state.not_in(TERMINAL_STATES))
