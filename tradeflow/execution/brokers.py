@@ -188,6 +188,8 @@ class OrderReport:
         average_price: Volume-weighted fill price, None before any fill.
         fills: Fills known from this call (may be a subset; see the module docstring).
         reason: Why an order was rejected, cancelled by the broker, or is unknown.
+        side: ``buy`` or ``sell`` when known (reconciliation adopts unknown orders with it).
+        quantity: The order's base quantity when known.
     """
 
     client_order_id: str
@@ -198,6 +200,8 @@ class OrderReport:
     average_price: float | None
     fills: tuple[FillReport, ...] = ()
     reason: str = ""
+    side: str | None = None
+    quantity: float | None = None
 
     @property
     def is_open(self) -> bool:
@@ -356,6 +360,8 @@ class _PaperOrder:
             average_price=average,
             fills=tuple(self.fills),
             reason=self.reason,
+            side=request.side,
+            quantity=request.quantity,
         )
 
 

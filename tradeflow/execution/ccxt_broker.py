@@ -323,6 +323,8 @@ class CcxtBroker:
             filled_quantity=filled,
             average_price=float(average) if average is not None else None,
             fills=fills,
+            side=str(raw["side"]) if raw.get("side") in ("buy", "sell") else None,
+            quantity=float(raw["amount"]) if raw.get("amount") else None,
         )
 
     def _placement_fills(self, raw: dict[str, Any], symbol: str, cid: str) -> list[FillReport]:

@@ -32,7 +32,7 @@ from tradeflow.execution.orders import apply_report, record_fills
 from tradeflow.ledger.store import Ledger
 
 if TYPE_CHECKING:
-    from tradeflow.execution.brokers import Broker
+    from tradeflow.execution.brokers import Broker, OrderReport
 
 DIFFERENCE_KINDS = (
     "sent_unconfirmed",
@@ -155,8 +155,9 @@ async def reconcile(
             continue
         if report.client_order_id.startswith(client_prefix):
             ledger.stage_order(
-                report.client_order_id, venue, report.symbol, _side(report), "limit",
-                _quantity(report), None, reason="adopted by reconciliation", time=now_ms,
+                report.client_order_id, venue, report.symbol, report.side or _fill_side(report), "limit",
+                report.quantity or max(report.filled_quantity, 1e-12), None,
+                reason="adopted by reconciliation", time=now_ms,
             )  # fmt: skip
             apply_report(ledger, report, now_ms, kind="reconciled")
             kind = "adopted_open_order"
@@ -181,16 +182,6 @@ async def reconcile(
     return result
 
 
-def _side(report: Any) -> str:
-    side = getattr(report, "side", None)
-    if side in ("buy", "sell"):
-        return str(side)
-    fills = getattr(report, "fills", ())
-    return str(fills[0].side) if fills else "buy"
-
-
-def _quantity(report: Any) -> float:
-    quantity = getattr(report, "quantity", None)
-    if quantity:
-        return float(quantity)
-    return max(float(report.filled_quantity), 1e-12)
+def _fill_side(report: OrderReport) -> str:
+    """The side of a report without one: its fills', else buy."""
+    return report.fills[0].side if report.fills else "buy"

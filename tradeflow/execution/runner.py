@@ -249,7 +249,7 @@ class _Pump:
                     for cid in filled:
                         report = await self.broker.query(cid, event.symbol)
                         if report is not None:
-                            session._settle(report)
+                            session.settle(report)
                 if event.in_sync:
                     session.on_book(event.symbol, event.received_ns)
             elif isinstance(event, BarEvent):

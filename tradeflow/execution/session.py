@@ -430,7 +430,7 @@ class TradingSession:
                 self._audit("order", {"client_order_id": cid, "event": "unknown", "error": str(error)[:300]})
                 log.warning("order %s outcome unknown (%s); reconciliation will settle it", cid, error)
                 return  # stays pending until a query settles it
-            self._settle(report)
+            self.settle(report)
         except Exception:
             log.exception("sending order %s failed", cid)
             self._release(intent.symbol, cid)
@@ -470,7 +470,7 @@ class TradingSession:
             "mode": self.config.mode,
         }
 
-    def _settle(self, report: OrderReport, kind: str | None = None) -> None:
+    def settle(self, report: OrderReport, kind: str | None = None) -> None:
         """Apply a broker report to the ledger, the portfolio, metrics and the audit chain."""
         now = self.clock()
         applied = apply_report(self.ledger, report, now, kind=kind)
@@ -523,7 +523,7 @@ class TradingSession:
                     self.ledger.transition(cid, "rejected", "queried", {"reason": "not found at the venue"})
                     self._release(symbol, cid)
                 continue
-            self._settle(report, kind="queried")
+            self.settle(report, kind="queried")
 
     async def _cancel_open_orders(self, why: str) -> int:
         cancelled = 0
@@ -535,7 +535,7 @@ class TradingSession:
             except Exception as error:
                 log.warning("could not cancel %s (%s): %s", order.client_order_id, why, error)
                 continue
-            self._settle(report, kind="cancelled" if report.status == "cancelled" else None)
+            self.settle(report, kind="cancelled" if report.status == "cancelled" else None)
             cancelled += report.status == "cancelled"
         return cancelled
 
