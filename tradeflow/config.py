@@ -17,7 +17,7 @@ import os
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -687,6 +687,63 @@ class ExecutionConfig(_Section):
     max_orders_per_minute: int = Field(default=30, ge=1, description="Order rate limit.")
 
 
+NotificationEvent = Literal["flow_run_failed", "batch_quarantined", "risk_halt", "audit_verify_failed"]
+
+
+class NotificationsConfig(_Section):
+    """Where a failed run, a quarantined batch, a risk halt or a failed audit verify is reported."""
+
+    channel: Literal["webhook", "slack", "email"] = Field(
+        default="webhook",
+        description="webhook: POST a JSON document to webhook_url; slack: a Slack incoming webhook; "
+        "email: an SMTP server.",
+    )
+    webhook_url: str | None = Field(
+        default=None, description="The webhook (or Slack incoming webhook) URL; unset = notifications off."
+    )
+    events: list[NotificationEvent] = Field(
+        default_factory=lambda: list(get_args(NotificationEvent)), description="Which events notify."
+    )
+    smtp_host: str | None = Field(default=None, description="email: SMTP server host; unset = off.")
+    smtp_port: int = Field(default=587, ge=1, le=65535, description="email: SMTP server port.")
+    smtp_starttls: bool = Field(default=True, description="email: upgrade the connection with STARTTLS.")
+    smtp_username_env: str | None = Field(
+        default=None, description="email: environment variable holding the SMTP user name."
+    )
+    smtp_password_env: str | None = Field(
+        default=None, description="email: environment variable holding the SMTP password."
+    )
+    email_from: str | None = Field(default=None, description="email: the sender address.")
+    email_to: list[str] = Field(default_factory=list, description="email: the recipients.")
+
+
+class OrchestrationConfig(_Section):
+    """How flows run their tasks, and the limits deployments share."""
+
+    task_runner: Literal["threads", "dask"] = Field(
+        default="threads",
+        description="threads: a thread pool in the flow's process; dask: Prefect's Dask task runner "
+        "(a local multi-process cluster, or dask_address).",
+    )
+    dask_address: str | None = Field(
+        default=None, description="A running Dask scheduler, e.g. tcp://dask-scheduler:8786; unset = local."
+    )
+    dask_workers: int = Field(default=2, ge=1, le=256, description="Local Dask cluster: worker processes.")
+    dask_threads_per_worker: int = Field(
+        default=4, ge=1, le=64, description="Local Dask cluster: threads per worker process."
+    )
+    schedules: dict[str, str] = Field(
+        default_factory=dict,
+        description="Override a deployment's schedule from prefect.yaml: "
+        '{ "ingest-market-data/every-minute" = "*/5 * * * *" }; "off" pauses it.',
+    )
+    venue_limits: bool = Field(
+        default=True,
+        description="Share each venue's request-weight budget across flow runs through a Prefect "
+        "global concurrency limit named venue-<id> (created by tradeflow serve / deploy).",
+    )
+
+
 class MlflowConfig(_Section):
     """Experiment tracking and the model registry."""
 
@@ -781,6 +838,8 @@ class Settings(BaseSettings):
     backtest: BacktestSection = Field(default_factory=BacktestSection)
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+    orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
     venues: list[VenueConfig] = Field(default_factory=_default_venues, min_length=1)
 
     @classmethod
