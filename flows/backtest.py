@@ -8,8 +8,8 @@ from prefect import flow
 from prefect.utilities.annotations import quote
 
 from tasks.audit import checkpoint_audit
-from tasks.backtest import load_backtest_inputs, report_backtest, simulate
-from tradeflow.config import load_settings
+from tasks.backtest import find_backtest, load_backtest_inputs, report_backtest, simulate
+from tradeflow.config import Settings, load_settings
 
 
 @flow(name="backtest", log_prints=True)
@@ -29,9 +29,19 @@ def backtest(config_path: str | None = None, snapshot: str = "latest") -> dict[s
         snapshot: A snapshot id, a unique prefix, or ``latest``.
     """
     settings = load_settings(config_path)
-    config = quote(settings)
-    inputs = load_backtest_inputs(config, snapshot)
-    summary = simulate(config, quote(inputs))
-    report_backtest(quote(summary))
-    checkpoint = checkpoint_audit(config, quote(summary["audit"]))
+    summary = backtest_stage(settings, snapshot)
+    checkpoint = checkpoint_audit(quote(settings), quote(summary["audit"]))
     return summary | {"checkpoint": checkpoint}
+
+
+def backtest_stage(settings: Settings, snapshot: str) -> dict[str, Any]:
+    """The backtest flow's composition, without its checkpoint: the summary (with ``audit``)."""
+    config = quote(settings)
+    found = find_backtest(config, snapshot)
+    if found is not None:
+        report_backtest(quote(found))
+        return found | {"reused": True, "audit": []}
+    inputs = load_backtest_inputs(config, snapshot)
+    summary: dict[str, Any] = simulate(config, quote(inputs))
+    report_backtest(quote(summary))
+    return summary | {"reused": False}

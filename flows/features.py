@@ -10,7 +10,7 @@ from prefect.utilities.annotations import quote
 
 from tasks.audit import checkpoint_audit
 from tasks.features import build_matrix, plan_features, read_symbol, report_features
-from tradeflow.config import load_settings
+from tradeflow.config import Settings, load_settings
 
 
 @flow(name="build-features", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True)
@@ -28,6 +28,13 @@ def build_features(config_path: str | None = None, snapshot: str = "latest") -> 
         snapshot: A snapshot id, a unique prefix, or ``latest``.
     """
     settings = load_settings(config_path)
+    result = features_stage(settings, snapshot)
+    checkpoint = checkpoint_audit(quote(settings), quote(result["manifest"]["audit"]))
+    return result | {"checkpoint": checkpoint}
+
+
+def features_stage(settings: Settings, snapshot: str) -> dict[str, Any]:
+    """The features flow's composition, without its checkpoint: ``snapshot_id`` and ``manifest``."""
     config = quote(settings)
     plan = plan_features(config, snapshot)
     if plan["manifest"] is not None:
@@ -36,5 +43,4 @@ def build_features(config_path: str | None = None, snapshot: str = "latest") -> 
         futures = [read_symbol.submit(config, plan["snapshot_id"], symbol) for symbol in plan["symbols"]]
         manifest = build_matrix(config, plan["snapshot_id"], quote([f.result() for f in futures]))
     report_features(quote(manifest))
-    checkpoint = checkpoint_audit(config, quote(manifest["audit"]))
-    return {"snapshot_id": plan["snapshot_id"], "manifest": manifest, "checkpoint": checkpoint}
+    return {"snapshot_id": plan["snapshot_id"], "manifest": manifest}

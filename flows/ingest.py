@@ -24,7 +24,7 @@ from tasks.ingest import (
     snapshot_market_task,
 )
 from tradeflow.bootstrap import local_venues, venue_urls
-from tradeflow.config import load_settings
+from tradeflow.config import Settings, load_settings
 from tradeflow.ingest import (
     SeriesResult,
     VenueStatus,
@@ -66,6 +66,19 @@ def ingest_market_data(
         end_ms: Pin the window's end (UTC ms), overriding ``history.end``; default now.
     """
     settings = load_settings(config_path)
+    result = ingest_stage(settings, running_venues, end_ms)
+    result["checkpoint"] = checkpoint_audit(quote(settings), quote(result["audit"]))
+    return result
+
+
+def ingest_stage(
+    settings: Settings, running_venues: dict[str, str] | None, end_ms: int | None
+) -> dict[str, Any]:
+    """The ingest flow's composition, without its checkpoint; called inside a flow run.
+
+    ``daily-pipeline`` calls it too, so the pipeline runs these tasks in its own flow run
+    instead of paying for a flow run per stage.
+    """
     started = time.monotonic()
     own_venues = running_venues is None and any(v.simulated for v in settings.venues)
     with local_venues(settings) if own_venues else nullcontext(running_venues or {}) as running:
@@ -124,7 +137,6 @@ def ingest_market_data(
     run = {"flow_run_id": str(flow_run.id or ""), "end": end,
            "venues": {v.venue: v.ok for v in venues}}  # fmt: skip
     manifest = publish_batch(config, quote(state), quote(series), quote(snapshots), run)
-    checkpoint = checkpoint_audit(config, quote([] if manifest is None else manifest["audit"]))
     seconds = time.monotonic() - started
     report_ingest(config, venues, quote(series), quote(snapshots), covered, uncovered,
                   quote(manifest), seconds)  # fmt: skip
@@ -142,7 +154,6 @@ def ingest_market_data(
         "seconds": seconds,
         "config_hash": settings.config_hash,
         "audit": [] if manifest is None else manifest["audit"],
-        "checkpoint": checkpoint,
     }
 
 

@@ -10,7 +10,7 @@ from prefect.utilities.annotations import quote
 
 from tasks.audit import checkpoint_audit
 from tasks.snapshot import create_snapshot, report_snapshot
-from tradeflow.config import load_settings
+from tradeflow.config import Settings, load_settings
 
 
 @flow(name="snapshot-market-data", log_prints=True)
@@ -27,8 +27,14 @@ def snapshot_market_data(config_path: str | None = None) -> dict[str, Any]:
         config_path: TOML config file; default ``$TRADEFLOW_CONFIG`` or ``./tradeflow.toml``.
     """
     settings = load_settings(config_path)
-    config = quote(settings)
-    index = create_snapshot(config, {"flow_run_id": str(flow_run.id or "")})
-    report_snapshot(config, quote(index))
-    checkpoint = checkpoint_audit(config, quote(index["audit"]))
+    index = snapshot_stage(settings)
+    checkpoint = checkpoint_audit(quote(settings), quote(index["audit"]))
     return {"snapshot": index, "checkpoint": checkpoint}
+
+
+def snapshot_stage(settings: Settings) -> dict[str, Any]:
+    """The snapshot flow's composition, without its checkpoint: the snapshot index (with ``audit``)."""
+    config = quote(settings)
+    index: dict[str, Any] = create_snapshot(config, {"flow_run_id": str(flow_run.id or "")})
+    report_snapshot(config, quote(index))
+    return index

@@ -9,7 +9,7 @@ from prefect.utilities.annotations import quote
 
 from tasks.audit import checkpoint_audit
 from tasks.strategy import allocate_weights, generate, report_allocation, report_signals
-from tradeflow.config import load_settings
+from tradeflow.config import Settings, load_settings
 
 
 @flow(name="generate-signals", log_prints=True)
@@ -27,11 +27,16 @@ def generate_signals(config_path: str | None = None, snapshot: str = "latest") -
         snapshot: A snapshot id, a unique prefix, or ``latest``.
     """
     settings = load_settings(config_path)
-    config = quote(settings)
-    signals = generate(config, snapshot)
-    report_signals(quote(signals))
-    checkpoint = checkpoint_audit(config, quote(signals["audit"]))
+    signals = signals_stage(settings, snapshot)
+    checkpoint = checkpoint_audit(quote(settings), quote(signals["audit"]))
     return {"signals_id": signals["id"], "key": signals["key"], "checkpoint": checkpoint}
+
+
+def signals_stage(settings: Settings, snapshot: str) -> dict[str, Any]:
+    """The signals flow's composition, without its checkpoint: the stored signal set."""
+    signals: dict[str, Any] = generate(quote(settings), snapshot)
+    report_signals(quote(signals))
+    return signals
 
 
 @flow(name="allocate-portfolio", log_prints=True)
@@ -51,15 +56,12 @@ def allocate_portfolio(
         equity: Portfolio equity to size against; default ``backtest.initial_equity``.
     """
     settings = load_settings(config_path)
-    config = quote(settings)
     entries: list[dict[str, Any]] = []
     if signals_id is None:
-        signals = generate(config, "latest")
-        report_signals(quote(signals))
+        signals = signals_stage(settings, "latest")
         signals_id, entries = signals["id"], signals["audit"]
-    allocation = allocate_weights(config, signals_id, equity or settings.backtest.initial_equity)
-    report_allocation(quote(allocation))
-    checkpoint = checkpoint_audit(config, quote(entries + allocation["audit"]))
+    allocation = allocation_stage(settings, signals_id, equity)
+    checkpoint = checkpoint_audit(quote(settings), quote(entries + allocation["audit"]))
     return {
         "signals_id": signals_id,
         "allocation_id": allocation["id"],
@@ -67,3 +69,12 @@ def allocate_portfolio(
         "weights": allocation["document"]["weights"],
         "checkpoint": checkpoint,
     }
+
+
+def allocation_stage(settings: Settings, signals_id: str, equity: float | None) -> dict[str, Any]:
+    """The allocation flow's composition after its signals, without its checkpoint: the allocation."""
+    allocation: dict[str, Any] = allocate_weights(
+        quote(settings), signals_id, equity or settings.backtest.initial_equity
+    )
+    report_allocation(quote(allocation))
+    return allocation

@@ -10,8 +10,8 @@ from prefect.utilities.annotations import quote
 
 from flows.features import build_features
 from tasks.audit import checkpoint_audit
-from tasks.training import evaluate_model, log_training, prepare_training, report_training
-from tradeflow.config import load_settings
+from tasks.training import evaluate_model, find_training, log_training, prepare_training, report_training
+from tradeflow.config import Settings, load_settings
 
 
 @flow(name="train-models", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=True)
@@ -31,19 +31,31 @@ def train_models(config_path: str | None = None, snapshot: str = "latest") -> di
         snapshot: A snapshot id, a unique prefix, or ``latest``.
     """
     settings = load_settings(config_path)
-    config = quote(settings)
     features = build_features(config_path=config_path, snapshot=snapshot)  # reused when nothing changed
-    snapshot_id = features["snapshot_id"]
-    data = prepare_training(config, snapshot_id)
-    futures = [evaluate_model.submit(config, quote(data), model) for model in settings.training.models]
-    summary = log_training(
-        config, snapshot_id, quote([f.result() for f in futures]), data["labelled_through"]
-    )
-    report_training(quote(summary))
-    checkpoint = checkpoint_audit(config, quote(summary["audit"]))
+    summary = training_stage(settings, features["snapshot_id"])
+    checkpoint = checkpoint_audit(quote(settings), quote(summary["audit"]))
     return {
-        "snapshot_id": snapshot_id,
+        "snapshot_id": features["snapshot_id"],
         "features": features["manifest"],
         "training": summary,
         "checkpoint": checkpoint,
     }
+
+
+def training_stage(settings: Settings, snapshot_id: str) -> dict[str, Any]:
+    """The training flow's composition after its features, without its checkpoint: the summary."""
+    config = quote(settings)
+    found = find_training(config, snapshot_id)
+    if found["summary"] is not None:
+        summary: dict[str, Any] = found["summary"] | {"reused": True, "audit": []}
+        report_training(quote(summary))
+        return summary
+    data = prepare_training(config, snapshot_id)
+    futures = [
+        evaluate_model.submit(config, quote(data), model, found["key"]) for model in settings.training.models
+    ]
+    summary = log_training(
+        config, snapshot_id, quote([f.result() for f in futures]), data["labelled_through"], found["key"]
+    )
+    report_training(quote(summary))
+    return summary | {"reused": False}

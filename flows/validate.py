@@ -20,7 +20,7 @@ from tasks.validate import (
     validate_candles,
     validate_snapshot,
 )
-from tradeflow.config import load_settings
+from tradeflow.config import Settings, load_settings
 from tradeflow.quality.validation import SymbolUnusableError, curated_last, unusable_message
 
 
@@ -46,6 +46,22 @@ def validate_market_data(
         ingest_sequence: Validate up to this ingest manifest; default the newest.
     """
     settings = load_settings(config_path)
+    result = validate_stage(settings, ingest_sequence)
+    checkpoint = checkpoint_audit(quote(settings), quote(result.pop("audit")))
+    message = result.pop("unusable")
+    if message:
+        raise SymbolUnusableError(
+            f"{message}\nThe batches are in quarantine/ with their reports; nothing was curated for these."
+        )
+    return result | {"checkpoint": checkpoint}
+
+
+def validate_stage(settings: Settings, ingest_sequence: int | None) -> dict[str, Any]:
+    """The validation flow's composition, without its checkpoint or its loud failure.
+
+    Returns the flow's result plus ``audit`` (the entries written) and ``unusable`` (the
+    message naming symbols with no venue left that passed; empty when all are usable).
+    """
     config = quote(settings)
     plan = plan_validation(config, ingest_sequence)
     previous = plan["previous"]
@@ -86,16 +102,10 @@ def validate_market_data(
                 "seconds": time.monotonic() - started,
             }
         )
-    entries = [entry for run in runs for entry in run["audit"]]
-    checkpoint = checkpoint_audit(config, quote(entries))
-    message = unusable_message(all_groups)
-    if message:
-        raise SymbolUnusableError(
-            f"{message}\nThe batches are in quarantine/ with their reports; nothing was curated for these."
-        )
     return {
         "validated": plan["pending"],
         "validated_through": plan["validated_through"],
         "runs": runs,
-        "checkpoint": checkpoint,
+        "audit": [entry for run in runs for entry in run["audit"]],
+        "unusable": unusable_message(all_groups),
     }

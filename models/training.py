@@ -6,6 +6,7 @@ needs Prefect. Everything MLflow-specific is in :mod:`models.tracking`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import partial
@@ -29,9 +30,10 @@ from models.tracking import LoggedModel, MlflowTracker, ModelOutcome, TrainingCo
 from models.walkforward import WalkForwardResult, fold_report, run_walk_forward
 from tradeflow.audit.chain import AuditLog, Entry
 from tradeflow.bootstrap import audit_signing_key, build_audit_log
-from tradeflow.canonical import content_hash
+from tradeflow.canonical import content_hash, json_safe
 from tradeflow.config import Settings, TrainingConfig
 from tradeflow.features.build import feature_columns
+from tradeflow.storage.objectstore import ObjectStore
 
 Item = tuple[str, dict[str, Any]]
 
@@ -368,3 +370,38 @@ def check_live(
                "disabled": config.auto_disable, "reason": reason}  # fmt: skip
     item: Item = ("model_flag", payload)
     return LiveCheck(version, status, config.auto_disable, reason), [item]
+
+
+TRAINING_RECORDS_PREFIX = "records/training"
+
+
+def training_key(settings: Settings, snapshot_id: str, feature_set_hash: str, code_version: str) -> str:
+    """Return the id of a training's inputs: the snapshot, feature set, training config and code.
+
+    Training is deterministic given these, so a second training with the same key would only
+    repeat work and add duplicate MLflow runs, model versions and audit entries.
+    """
+    return content_hash(
+        {
+            "snapshot": snapshot_id,
+            "feature_set_hash": feature_set_hash,
+            "training": settings.training.model_dump(mode="json"),
+            "code_version": code_version,
+        }
+    )
+
+
+def load_training_record(store: ObjectStore, key: str) -> dict[str, Any] | None:
+    """Return the stored summary of a finished training with this key, or None."""
+    path = f"{TRAINING_RECORDS_PREFIX}/{key}.json"
+    if not store.exists(path):
+        return None
+    loaded: dict[str, Any] = json.loads(store.get(path))
+    return loaded
+
+
+def save_training_record(store: ObjectStore, key: str, summary: Mapping[str, Any]) -> str:
+    """Write a finished training's summary create-only under its key (the last step of a training)."""
+    path = f"{TRAINING_RECORDS_PREFIX}/{key}.json"
+    store.put_if_absent(path, json.dumps(json_safe(dict(summary)), indent=1, sort_keys=True).encode("utf-8"))
+    return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from prefect import task
@@ -15,18 +16,41 @@ from tasks.audit import record_steps
 from tradeflow.audit.records import ref
 from tradeflow.backtest.report import render_report
 from tradeflow.backtest.study import (
+    REPORTS_PREFIX,
     StudyInputs,
     audit_item,
     load_inputs,
     report_inputs,
     run_study,
     save_study,
+    study_id,
 )
 from tradeflow.bootstrap import build_store
+from tradeflow.canonical import json_safe
 from tradeflow.config import Settings
 from tradeflow.snapshot import Snapshot
 
 _DEFAULTS: dict[str, Any] = {"cache_policy": NO_CACHE}
+
+
+def _run_record_key(identifier: str) -> str:
+    return f"{REPORTS_PREFIX}/{identifier}/run.json"
+
+
+@task(name="find-backtest", **_DEFAULTS)
+def find_backtest(settings: Settings, snapshot: str) -> dict[str, Any] | None:
+    """Return the stored summary of this snapshot's backtest with the champion and this config, if any.
+
+    A study's id is the hash of its inputs' ids (snapshot, model version, strategy and backtest
+    config, fees): a nightly re-run on the same snapshot repeats nothing and writes nothing.
+    """
+    store = build_store(settings)
+    version, _ = serving(tracker_from_settings(settings))
+    key = _run_record_key(study_id(settings, Snapshot.open(store, snapshot).id, version))
+    if not store.exists(key):
+        return None
+    found: dict[str, Any] = json.loads(store.get(key))
+    return found
 
 
 @task(name="load-backtest-inputs", **_DEFAULTS)
@@ -52,12 +76,11 @@ def simulate(settings: Settings, inputs: StudyInputs) -> dict[str, Any]:
     model_id = version_id(tracker, inputs.model_version) if inputs.model_version else None
     refs = [ref(store, keys["report"]), ref(store, keys["summary"])]
     entries = record_steps(settings, [audit_item(study, model_id, run_id, refs)])
-    return summary | {
-        "keys": keys,
-        "mlflow_run": run_id,
-        "audit": entries,
-        "report_path": store.describe(keys["report"]),
-    }
+    done = summary | {"keys": keys, "mlflow_run": run_id, "report_path": store.describe(keys["report"])}
+    # Written last: its presence means the study was saved, logged and audited.
+    record = done | {"audit_seqs": [entry["seq"] for entry in entries]}
+    store.put_if_absent(_run_record_key(study.id), json.dumps(json_safe(record), indent=1).encode("utf-8"))
+    return done | {"audit": entries}
 
 
 def backtest_markdown(summary: dict[str, Any]) -> str:

@@ -47,10 +47,12 @@ def generate(settings: Settings, snapshot_id: str) -> dict[str, Any]:
         rows, closes, probabilities(tracker, version, rows), signal_config(settings), version
     )
     document |= {"snapshot_id": snapshot.id, "model_id": model_id}
+    # Content-addressed: the same snapshot and model decide the same set, stored and audited once.
+    existed = store.exists(f"{SIGNALS_PREFIX}/{document['id']}.json")
     key = save_document(store, SIGNALS_PREFIX, document)
     items = signal_items(document, [snapshot.id, *([model_id] if model_id else [])], [ref(store, key)])
-    entries = record_steps(settings, items) if items else []
-    return {"id": document["id"], "key": key, "document": document, "audit": entries}
+    entries = record_steps(settings, items) if items and not existed else []
+    return {"id": document["id"], "key": key, "document": document, "audit": entries, "reused": existed}
 
 
 @task(name="report-signals", **_DEFAULTS)
@@ -88,9 +90,12 @@ def allocate_weights(settings: Settings, signals_id: str, equity: float) -> dict
         market_rules(settings),
         settings.strategy.correlation_window_days,
     )
+    existed = store.exists(f"{ALLOCATIONS_PREFIX}/{document['id']}.json")
     key = save_document(store, ALLOCATIONS_PREFIX, document)
-    entries = record_steps(settings, [allocation_item(document, signals_id, [ref(store, key)])])
-    return {"id": document["id"], "key": key, "document": document, "audit": entries}
+    entries = (
+        [] if existed else record_steps(settings, [allocation_item(document, signals_id, [ref(store, key)])])
+    )
+    return {"id": document["id"], "key": key, "document": document, "audit": entries, "reused": existed}
 
 
 @task(name="report-allocation", **_DEFAULTS)

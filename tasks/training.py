@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from datetime import timedelta
 from typing import Any
 
 from prefect import task
@@ -10,7 +11,16 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from models.tracking import TrainingContext, tracker_from_settings
-from models.training import TrainingSummary, evaluate, labels_for, merge, record_training
+from models.training import (
+    TrainingSummary,
+    evaluate,
+    labels_for,
+    load_training_record,
+    merge,
+    record_training,
+    save_training_record,
+    training_key,
+)
 from models.walkforward import WalkForwardResult
 from tasks.audit import record_steps
 from tradeflow.bootstrap import build_store
@@ -31,6 +41,17 @@ def code_version() -> str:
     return done.stdout.strip() or "unknown"
 
 
+@task(name="find-training", **_DEFAULTS)
+def find_training(settings: Settings, snapshot_id: str) -> dict[str, Any]:
+    """Key this training by its inputs' ids; return the key and the stored summary if it already ran."""
+    key = training_key(settings, snapshot_id, feature_spec(settings).hash, code_version())
+    return {"key": key, "summary": load_training_record(build_store(settings), key)}
+
+
+def _evaluation_key(context: Any, parameters: dict[str, Any]) -> str:
+    return f"evaluate-model-{parameters['training_key']}-{parameters['model']}"
+
+
 @task(name="prepare-training", **_DEFAULTS)
 def prepare_training(settings: Settings, snapshot_id: str) -> dict[str, Any]:
     """Load the snapshot's feature matrix and label its candles (read and re-hashed through the snapshot)."""
@@ -42,17 +63,36 @@ def prepare_training(settings: Settings, snapshot_id: str) -> dict[str, Any]:
     return {"matrix": matrix, "labels": labels, "labelled_through": int(known.max()) if len(known) else None}
 
 
-@task(name="evaluate-model", **_DEFAULTS)
-def evaluate_model(settings: Settings, data: dict[str, Any], model: str) -> WalkForwardResult:
-    """Walk one model forward (fit, calibrate, score in and out of sample), then fit it on all rows."""
+# Cached by the training's input ids and the model: a re-run after a failure further on (MLflow
+# down, say) reuses each walk-forward instead of repeating minutes of fitting.
+@task(
+    name="evaluate-model",
+    cache_key_fn=_evaluation_key,
+    cache_expiration=timedelta(days=7),
+    persist_result=True,
+)
+def evaluate_model(
+    settings: Settings, data: dict[str, Any], model: str, training_key: str
+) -> WalkForwardResult:
+    """Walk one model forward (fit, calibrate, score in and out of sample), then fit it on all rows.
+
+    ``training_key`` (from :func:`find_training`) names the inputs; with the model it is the cache key.
+    """
     return evaluate(data["matrix"], data["labels"], settings.training, [model])
 
 
 @task(name="log-training", **_DEFAULTS)
 def log_training(
-    settings: Settings, snapshot_id: str, results: list[WalkForwardResult], labelled_through: int | None
+    settings: Settings,
+    snapshot_id: str,
+    results: list[WalkForwardResult],
+    labelled_through: int | None,
+    training_key: str,
 ) -> dict[str, Any]:
-    """Log the training to MLflow (nested fold runs, plots, registered versions), promote, audit it."""
+    """Log the training to MLflow (nested fold runs, plots, registered versions), promote, audit it.
+
+    The summary is then stored under ``training_key``, so a re-run with the same inputs reuses it.
+    """
     result = merge(results)
     spec = feature_spec(settings)
     config = settings.training
@@ -80,11 +120,14 @@ def log_training(
     tracker = tracker_from_settings(settings)
     summary: TrainingSummary = record_training(settings, tracker, result, context, labelled_through)
     entries = record_steps(settings, summary.audit_items)
-    return summary.to_dict() | {
-        "audit": entries,
+    document = summary.to_dict() | {
         "tracking_uri": tracker.tracking_uri,
         "registered_model": tracker.registered_model,
+        "training_key": training_key,
+        "audit_seqs": [entry["seq"] for entry in entries],
     }
+    save_training_record(build_store(settings), training_key, document)
+    return document | {"audit": entries}
 
 
 def training_markdown(summary: dict[str, Any]) -> str:

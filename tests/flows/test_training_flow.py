@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -107,10 +108,34 @@ def test_the_audit_chain_explains_a_model_version_down_to_the_ingest_batch(train
     assert report.ok, [p.describe() for p in report.problems]
 
 
-def test_a_rerun_on_the_same_snapshot_reuses_the_features_and_keeps_a_fair_champion(trained):
+def test_a_rerun_with_the_same_inputs_reuses_the_training_and_writes_nothing(trained):
     from flows.training import train_models
 
+    client, first = tracker(trained).client, trained["first"]["training"]
+    experiment = first["record"]["experiment_id"]
+    runs_before = len(client.search_runs([experiment], max_results=1000))
+    versions_before = len(client.search_model_versions(f"name = '{first['registered_model']}'"))
+    kinds_before = [e.kind for e in iter_entries(trained["store"])]
     again = train_models(config_path=trained["config"])
+    assert again["features"]["reused"] is True and again["training"]["reused"] is True
+    assert again["training"]["record"]["parent_run_id"] == first["record"]["parent_run_id"]
+    assert again["training"]["training_key"] == first["training_key"]
+    # No MLflow run, model version or audit entry is added (a checkpoint of nothing is not written).
+    assert len(client.search_runs([experiment], max_results=1000)) == runs_before
+    assert len(client.search_model_versions(f"name = '{first['registered_model']}'")) == versions_before
+    assert [e.kind for e in iter_entries(trained["store"])] == kinds_before
+
+
+def test_a_rerun_with_another_training_config_retrains_and_keeps_a_fair_champion(trained):
+    from flows.training import train_models
+
+    other = trained["root"] / "margin.toml"
+    other.write_text(
+        Path(trained["config"]).read_text().replace("promotion_margin = 0.0", "promotion_margin = 0.01")
+    )
+    again = train_models(config_path=str(other))
+    assert again["training"]["reused"] is False
+    assert again["training"]["training_key"] != trained["first"]["training"]["training_key"]
     assert again["features"]["reused"] is True
     assert again["features"]["key"] == trained["first"]["features"]["key"]
     decision = again["training"]["decision"]
@@ -163,6 +188,11 @@ def test_the_backtest_trades_held_out_periods_and_saves_an_audited_report(traine
     assert "total return" in outcome.output and "Monte Carlo, 10,000 scenarios" in outcome.output
     assert result["keys"]["report"].split("/")[-2][:12] in outcome.output
     assert sorted(store.list("reports/backtests/")) == before
+    # Reused as a whole: not simulated, logged or audited again.
+    again = backtest(config_path=trained["config"])
+    assert again["reused"] is True and again["id"] == result["id"] and again["audit"] == []
+    assert again["mlflow_run"] == result["mlflow_run"]
+    assert sum(e.kind == "backtest" for e in iter_entries(store)) == 1
 
 
 def test_signals_and_target_weights_are_decided_audited_and_explained(trained):
