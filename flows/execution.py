@@ -9,6 +9,7 @@ from prefect.utilities.annotations import quote
 
 from tasks.audit import checkpoint_audit
 from tasks.execution import load_serving_model, set_kill_switch, trade
+from tasks.limits import single_session
 from tradeflow.config import load_settings
 
 
@@ -26,7 +27,9 @@ def stream_execution(
     books, trades and closed bars; every book event runs the champion (Booster.predict), the
     signal, allocation and exit rules of the backtest and the pre-trade risk checks; accepted
     orders are staged in the ledger before they are sent, under a deterministic client order id,
-    so a restart never sends one twice. Cancel the run (or Ctrl-C) to stop gracefully: open
+    so a restart never sends one twice. The session holds the global concurrency limit
+    ``stream-execution-<venue>`` (created by ``tradeflow serve`` / ``deploy``): a second session on
+    the same venue refuses to start. Cancel the run (or Ctrl-C) to stop gracefully: open
     orders are cancelled or kept as ``[execution] on_shutdown`` says. ``kill_switch = true``
     starts HALTED; so does the Prefect variable ``tradeflow_kill_switch = on`` while running.
 
@@ -39,10 +42,17 @@ def stream_execution(
     """
     settings = load_settings(config_path)
     chosen = strategy or settings.execution.strategy
-    model = load_serving_model(quote(settings)) if chosen == "champion" else None
-    summary = trade(
-        quote(settings), mode or settings.execution.mode, chosen, duration_seconds, kill_switch, quote(model)
-    )
+    venue = settings.execution.venue or settings.venues[0].id
+    with single_session(venue):  # never two sessions on one venue, whoever started them
+        model = load_serving_model(quote(settings)) if chosen == "champion" else None
+        summary = trade(
+            quote(settings),
+            mode or settings.execution.mode,
+            chosen,
+            duration_seconds,
+            kill_switch,
+            quote(model),
+        )
     checkpoint = checkpoint_audit(quote(settings), [])
     return summary | {"checkpoint": checkpoint}
 

@@ -18,7 +18,8 @@ from prefect.runtime import flow_run
 
 from tradeflow.audit.chain import AuditLog, default_actor
 from tradeflow.audit.records import Item, record
-from tradeflow.bootstrap import audit_signing_key, build_audit_log, build_store
+from tradeflow.audit.verify import DAMAGE, VerifyReport
+from tradeflow.bootstrap import audit_signing_key, build_audit_log, build_store, verify_audit
 from tradeflow.config import Settings
 
 
@@ -92,3 +93,44 @@ def checkpoint_audit(settings: Settings, entries: list[dict[str, Any]]) -> dict[
         description="Audit entries written by this run, and the signed checkpoint of the chain's head",
     )
     return {"head_seq": head.seq, "head_hash": head.hash, "checkpoint": key, "entries": len(entries)}
+
+
+def verification_markdown(report: VerifyReport) -> str:
+    """Return the ``audit-verification`` artifact: what was checked, and the damage found."""
+    status = "**intact**" if report.ok else "**DAMAGED**"
+    rows = [
+        ("chain", f"`{report.store}`"),
+        ("result", status),
+        ("mode", report.mode),
+        ("entries re-hashed and linked", f"{report.start_seq}..{report.head_seq} ({report.entries:,})"),
+        ("signed checkpoints good", f"{report.checkpoints} (newest at entry {report.newest_checkpoint})"),
+        ("referenced objects re-hashed", f"{report.objects:,}"),
+        ("head", f"{report.head_seq}: `{report.head_hash[:16]}`"),
+        ("seconds", f"{report.seconds:.2f}"),
+    ]
+    lines = ["# Audit chain verification", "", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
+    if not report.ok:
+        first = report.problems[0]
+        lines += ["", f"First bad: **{first.describe()}**", "", f"({DAMAGE.get(first.kind, first.kind)})", ""]
+        lines += ["| seq | kind | object | detail |", "|---:|---|---|---|"]
+        for problem in report.problems:
+            seq = "" if problem.seq is None else problem.seq
+            lines.append(f"| {seq} | {problem.kind} | `{problem.key}` | {problem.detail.replace('|', '/')} |")
+    return "\n".join(lines)
+
+
+@task(name="check-audit-chain", cache_policy=NO_CACHE)
+def check_audit_chain(settings: Settings, full: bool, check_objects: bool) -> dict[str, Any]:
+    """Re-hash and re-link the audit chain, check its signed checkpoints and referenced objects.
+
+    Starts from the last checkpoint a clean verification confirmed (``full`` = from the first
+    entry) and publishes an ``audit-verification`` artifact. Returns the report as plain data,
+    with ``message`` naming the first bad entry when damage was found.
+    """
+    report = verify_audit(settings, full=full, check_objects=check_objects)
+    create_markdown_artifact(
+        key="audit-verification",
+        markdown=verification_markdown(report),
+        description="Audit chain verification: " + ("intact" if report.ok else "damaged"),
+    )
+    return report.to_dict() | {"message": report.damage_message()}

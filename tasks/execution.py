@@ -16,6 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from models.serving import serving_model
 from models.tracking import tracker_from_settings
 from tasks.audit import audit_log
+from tasks.notify import halt_sink
 from tradeflow.config import Settings
 from tradeflow.execution.killswitch import KillSwitch
 from tradeflow.execution.runner import kill_switch_path, prepare_trading, run_prepared
@@ -105,6 +106,7 @@ def trade(
                 prepared,
                 stop=stop,
                 on_ready=lambda info: print(f"trading; health at {info['health_url']}/healthz"),
+                alert_sinks=[halt_sink(settings)],  # [notifications] risk_halt; [execution] webhook too
             )
 
     try:

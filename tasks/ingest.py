@@ -20,6 +20,7 @@ from prefect.logging import get_run_logger
 from prefect.tasks import exponential_backoff
 
 from tasks.audit import record_steps
+from tasks.limits import venue_grant
 from tradeflow.audit.records import ingest_items
 from tradeflow.bootstrap import build_source, build_store
 from tradeflow.config import Settings, VenueConfig
@@ -60,19 +61,30 @@ _markets_lock = threading.Lock()
 _thread_sources = threading.local()
 
 
-def _source(venue: VenueConfig, base_url: str | None) -> CcxtMarketDataSource:
+def _source(settings: Settings, venue: VenueConfig, base_url: str | None) -> CcxtMarketDataSource:
     cache: dict[tuple[str, str | None], CcxtMarketDataSource] = _thread_sources.__dict__.setdefault(
         "by_venue", {}
     )
     source = cache.get((venue.id, base_url))
     if source is None:
-        source = build_source(venue, base_url)
+        source = build_source(venue, base_url, venue_grant(settings, venue))
         with _markets_lock:
             loaded = _markets.get((venue.id, base_url))
         if loaded is not None:
             source.adopt_markets(loaded)
         cache[(venue.id, base_url)] = source
     return source
+
+
+def _remember_markets(venue: VenueConfig, base_url: str | None, source: CcxtMarketDataSource) -> None:
+    """Keep a connected venue's markets for the series tasks of this process.
+
+    Not inline in connect_venue: a Dask task runner ships a task's function by value with the
+    module globals it names, and a lock cannot be pickled. A module-level function travels by
+    reference, so this one uses the worker process's own cache and lock.
+    """
+    with _markets_lock:
+        _markets[(venue.id, base_url)] = source
 
 
 @task(name="read-lake-state", **_TASK_DEFAULTS)
@@ -85,7 +97,7 @@ def read_lake_state(settings: Settings) -> LakeState:
 def connect_venue(settings: Settings, venue: VenueConfig, base_url: str | None) -> VenueStatus:
     """Load a venue's markets (with retries) and check it lists the configured symbols."""
     logger = get_run_logger()
-    source = build_source(venue, base_url)
+    source = build_source(venue, base_url, venue_grant(settings, venue))
     policy = RetryPolicy.from_config(settings.retry)
     try:
         listed = call_with_retry(source.load_markets, policy, venue=venue.id)
@@ -93,8 +105,7 @@ def connect_venue(settings: Settings, venue: VenueConfig, base_url: str | None) 
         logger.warning("venue %s failed: %s", venue.id, error)
         source.close()
         return VenueStatus(venue.id, ok=False, base_url=base_url, error=str(error))
-    with _markets_lock:
-        _markets[(venue.id, base_url)] = source
+    _remember_markets(venue, base_url, source)
     unlisted = unlisted_symbols(venue.id, settings.venue_symbols(venue), listed)
     for message in unlisted.values():
         logger.warning("%s", message)
@@ -118,7 +129,7 @@ def fetch_candle_series(
     failover_for: str | None = None,
 ) -> SeriesResult:
     """Fetch one series' closed candles in [start, end), page by page, and store them."""
-    source = _source(venue, base_url)
+    source = _source(settings, venue, base_url)
     result = ingest_candle_series(
         source,
         build_store(settings),
@@ -146,7 +157,7 @@ def snapshot_market_task(
 ) -> SnapshotResult:
     """Store an order book snapshot and the new recent trades of one symbol on one venue."""
     return snapshot_market(
-        _source(venue, base_url),
+        _source(settings, venue, base_url),
         build_store(settings),
         symbol=symbol,
         depth=settings.ingest.order_book_depth,

@@ -21,6 +21,7 @@ from prefect.logging import get_run_logger
 from expectations.runner import GxValidator
 from expectations.suites import SUITE_VERSION
 from tasks.audit import record_steps
+from tasks.notify import notify_quarantined
 from tradeflow.audit.records import validation_items
 from tradeflow.bootstrap import build_store
 from tradeflow.config import Settings
@@ -139,7 +140,8 @@ def publish_validation_task(
     """Write the JSON results and integrity reports, publish the validation manifest, audit it.
 
     The validation run and every quarantined batch are recorded in the audit chain before the
-    task returns; the returned manifest carries the entries under ``audit``.
+    task returns; the returned manifest carries the entries under ``audit``. Quarantined batches
+    are then reported in one notification (``[notifications]``, event ``batch_quarantined``).
     """
     store = build_store(settings)
     gx_results = [o.gx_result for g in groups for b in g.batches for o in b.suites if o.gx_result]
@@ -151,6 +153,7 @@ def publish_validation_task(
         config_hash=settings.config_hash, suite_version=SUITE_VERSION, run=run,
     )  # fmt: skip
     entries = record_steps(settings, validation_items(store, manifest, VALIDATION_PREFIX))
+    notify_quarantined(settings, manifest, store.describe)  # [notifications]: once the manifest is out
     return manifest | {"audit": entries}
 
 

@@ -7,7 +7,7 @@ turn into a local folder or S3, a real exchange or a local simulated one.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
@@ -23,6 +23,7 @@ from tradeflow.audit.signing import (
     public_key_text,
     trusted_keys,
 )
+from tradeflow.audit.verify import VerifyReport, load_trusted, save_trusted, verify_chain
 from tradeflow.config import Settings, VenueConfig
 from tradeflow.ingest import shared_budget
 from tradeflow.sources.ccxt_source import CcxtMarketDataSource, create_exchange
@@ -58,8 +59,14 @@ def build_store(settings: Settings) -> ObjectStore:
     )
 
 
-def build_source(venue: VenueConfig, base_url: str | None) -> CcxtMarketDataSource:
-    """Return a market data source for one venue, drawing on the venue's shared budget."""
+def build_source(
+    venue: VenueConfig, base_url: str | None, grant: Callable[[int], None] | None = None
+) -> CcxtMarketDataSource:
+    """Return a market data source for one venue, drawing on the venue's shared budget.
+
+    ``grant`` takes request weight from a budget shared with other processes (see
+    :class:`tradeflow.ingest.WeightBudget`); without it the budget is this process's alone.
+    """
     exchange = create_exchange(
         venue.exchange,
         base_url=base_url or venue.base_url,
@@ -68,7 +75,7 @@ def build_source(venue: VenueConfig, base_url: str | None) -> CcxtMarketDataSour
         api_key_env=venue.api_key_env,
         secret_env=venue.secret_env,
     )
-    budget = shared_budget(venue.id, venue.weight_per_minute)
+    budget = shared_budget(venue.id, venue.weight_per_minute, grant)
     return CcxtMarketDataSource(venue.id, exchange, acquire=budget.acquire, on_rate_limited=budget.pause)
 
 
@@ -216,6 +223,29 @@ def trusted_public_keys(settings: Settings) -> dict[str, Ed25519PublicKey]:
         source = f"${settings.audit.signing_key_env}"
         texts.append((public_key_text(load_private_key(signing, source).public_key()), source))
     return trusted_keys(texts)
+
+
+def verify_audit(settings: Settings, *, full: bool = False, check_objects: bool = True) -> VerifyReport:
+    """Verify the audit chain the config names, from the last trusted checkpoint unless ``full``.
+
+    A clean run remembers its newest checkpoint in ``data_dir/audit/verified.json`` (the next run
+    starts there); damage found from a trusted checkpoint is named against the whole chain.
+
+    Raises:
+        SigningKeyError: if a trusted public key cannot be read.
+    """
+    keys = trusted_public_keys(settings)
+    store = build_store(settings)
+    checkpoint_store, prefix = checkpoint_location(settings)
+    state = settings.data_dir.resolve() / "audit" / "verified.json"
+    trusted = None if full else load_trusted(state, store.describe())
+    report = verify_chain(store, keys, checkpoint_store=checkpoint_store, checkpoint_prefix=prefix,
+                          trusted=trusted, check_objects=check_objects)  # fmt: skip
+    if trusted is not None and not report.ok:  # name the damage against the whole chain
+        report = verify_chain(store, keys, checkpoint_store=checkpoint_store, checkpoint_prefix=prefix,
+                              check_objects=check_objects)  # fmt: skip
+    save_trusted(state, report)
+    return report
 
 
 def ledger_url(settings: Settings) -> str:

@@ -180,6 +180,11 @@ class WeightBudget:
     Every task on a venue draws from the same bucket. When the venue answers 429 anyway (another
     client shares its limit), :meth:`pause` holds every task on that venue until Retry-After
     passes, instead of letting each one find out with its own 429.
+
+    The bucket is per process. Flow runs in other processes (a worker's, a Dask worker's) share
+    the venue's limit through a ``grant``: a blocking call that takes weight from a budget all
+    processes draw on (the Prefect layer passes a global rate limit). Weight is taken from it in
+    blocks of ``grant_block``, so one grant call covers many requests.
     """
 
     def __init__(
@@ -189,6 +194,8 @@ class WeightBudget:
         burst_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        grant: Callable[[int], None] | None = None,
+        grant_block: int | None = None,
     ) -> None:
         """Allow ``weight_per_minute``, with bursts of up to ``burst_seconds`` worth."""
         self.rate = weight_per_minute / 60.0
@@ -200,9 +207,25 @@ class WeightBudget:
         self._paused_until = 0.0
         self._lock = threading.Lock()
         self.waited_seconds = 0.0
+        self.grant = grant
+        self.grant_block = max(1, grant_block or weight_per_minute // 20)
+        self.granted = 0
+        self._prepaid = 0
+        self._grant_lock = threading.Lock()
 
     def acquire(self, weight: int) -> None:
-        """Block until ``weight`` can be spent, then spend it."""
+        """Block until ``weight`` can be spent (here and, with a grant, globally), then spend it."""
+        self._acquire_local(weight)
+        if self.grant is not None:
+            with self._grant_lock:  # one grant call at a time per process; the others wait anyway
+                while self._prepaid < weight:
+                    block = max(self.grant_block, weight)
+                    self.grant(block)
+                    self._prepaid += block
+                    self.granted += block
+                self._prepaid -= weight
+
+    def _acquire_local(self, weight: int) -> None:
         weight_needed = min(float(weight), self.capacity)
         while True:
             with self._lock:
@@ -231,13 +254,18 @@ _budgets: dict[tuple[str, int], WeightBudget] = {}
 _budgets_lock = threading.Lock()
 
 
-def shared_budget(venue: str, weight_per_minute: int) -> WeightBudget:
-    """Return the process-wide budget of a venue (created on first use)."""
+def shared_budget(
+    venue: str, weight_per_minute: int, grant: Callable[[int], None] | None = None
+) -> WeightBudget:
+    """Return the process-wide budget of a venue (created on first use; a grant is attached once)."""
     with _budgets_lock:
         key = (venue, weight_per_minute)
         if key not in _budgets:
             _budgets[key] = WeightBudget(weight_per_minute)
-        return _budgets[key]
+        budget = _budgets[key]
+        if grant is not None and budget.grant is None:
+            budget.grant = grant
+        return budget
 
 
 # --- one series -------------------------------------------------------------------------------

@@ -120,6 +120,21 @@ class VerifyReport:
         data["ok"] = self.ok
         return data
 
+    def damage_message(self) -> str | None:
+        """Return one line naming the first bad entry and the kind of damage; None when intact."""
+        first = self.first_problem
+        if first is None:
+            return None
+        more = len(self.problems) - 1
+        return (
+            f"audit chain damaged in {self.store}: first bad {first.describe()} "
+            f"({DAMAGE.get(first.kind, first.kind)})" + (f"; {more} more problem(s)" if more else "")
+        )
+
+
+class ChainDamagedError(RuntimeError):
+    """Verification found damage in the audit chain (the message names the first bad entry)."""
+
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
