@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -247,7 +248,13 @@ def _print_validation(result: dict[str, Any]) -> None:
 
 
 @app.command()
-def run(config: ConfigOption = None, faults: FaultsOption = None, end: EndOption = None,
+def run(flow: Annotated[str | None, typer.Argument(
+            help="Run this one flow instead (a flow name from [cyan]tradeflow deployments[/], e.g. "
+                 "daily-pipeline, ingest-market-data, backtest).", show_default=False)] = None,
+        param: Annotated[list[str] | None, typer.Option(
+            "--param", "-p", help="A flow parameter, KEY=VALUE (VALUE as JSON, else text); repeatable.",
+        )] = None,
+        config: ConfigOption = None, faults: FaultsOption = None, end: EndOption = None,
         storage: StorageOption = None,
         trade_seconds: Annotated[float, typer.Option(
             "--trade-seconds", help="Then paper-trade this long against a local venue (0 = skip).")] = 0.0,
@@ -256,8 +263,15 @@ def run(config: ConfigOption = None, faults: FaultsOption = None, end: EndOption
 
     With --trade-seconds N it ends with a short paper-trading session (the stream-execution flow)
     on the champion against a local venue's websocket streams.
+
+    With a FLOW it runs that one flow now, in this process, on demand (its deployment's schedule
+    is not involved): [cyan]tradeflow run daily-pipeline[/],
+    [cyan]tradeflow run backtest -p snapshot=latest[/].
     """
     settings = _settings(config, faults, storage)
+    if flow is not None:
+        _run_one_flow(settings, config, flow, param or [])
+        return
     started = time.monotonic()
     result = _run_ingest(settings, config, end, progress=sys.stdout.isatty())
     _print_summary(result, settings)
@@ -714,24 +728,17 @@ def snapshot_restore(
 
 def _verify(settings: Settings, full: bool, objects: bool) -> Any:
     from tradeflow.audit.signing import SigningKeyError
-    from tradeflow.audit.verify import load_trusted, save_trusted, verify_chain
-    from tradeflow.bootstrap import build_store, checkpoint_location, trusted_public_keys
+    from tradeflow.bootstrap import verify_audit
 
     try:
-        keys = trusted_public_keys(settings)
+        report = verify_audit(settings, full=full, check_objects=objects)
     except SigningKeyError as error:
         err_console.print(f"[bold red]Audit key error:[/] {error}")
         raise typer.Exit(2) from None
-    store = build_store(settings)
-    checkpoint_store, prefix = checkpoint_location(settings)
-    state = settings.data_dir.resolve() / "audit" / "verified.json"
-    trusted = None if full else load_trusted(state, store.describe())
-    report = verify_chain(store, keys, checkpoint_store=checkpoint_store, checkpoint_prefix=prefix,
-                          trusted=trusted, check_objects=objects)  # fmt: skip
-    if trusted is not None and not report.ok:  # name the damage against the whole chain
-        report = verify_chain(store, keys, checkpoint_store=checkpoint_store, checkpoint_prefix=prefix,
-                              check_objects=objects)  # fmt: skip
-    save_trusted(state, report)
+    if not report.ok:  # [notifications]: the same notification as the verify-audit-chain flow's
+        from flows.audit import notify_audit_verify_failed
+
+        notify_audit_verify_failed(settings, report.to_dict())
     return report
 
 
@@ -1407,6 +1414,211 @@ def _run_trade(settings: Settings, config: Path | None, mode: str | None, strate
         raise typer.Exit(2) from error
     _print_trade(result)
     return result
+
+
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    parameters: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            err_console.print(f"[red]--param {item!r}: expected KEY=VALUE, e.g. -p snapshot=latest[/]")
+            raise typer.Exit(2)
+        try:
+            parameters[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            parameters[key.strip()] = value
+    return parameters
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict):
+        return (
+            f"{{{len(value)} keys}}"
+            if len(json.dumps(value, default=str)) > 90
+            else json.dumps(value, default=str)
+        )
+    if isinstance(value, list):
+        return (
+            f"[{len(value)} items]"
+            if len(json.dumps(value, default=str)) > 90
+            else json.dumps(value, default=str)
+        )
+    return str(value)
+
+
+def _run_one_flow(settings: Settings, config: Path | None, name: str, items: list[str]) -> None:
+    """Run one flow of prefect.yaml by name, now, in this process; print its result's headline values."""
+    from flows.deployments import load_specs, select
+
+    parameters = _parse_params(items)
+    try:
+        [spec, *_] = select(load_specs(settings), [name])
+    except ConfigError as error:
+        err_console.print(f"[red]{error}[/]")
+        raise typer.Exit(2) from None
+    from flows.deployments import load_flow
+
+    flow = load_flow(spec.entrypoint)
+    unknown = sorted(set(parameters) - set(flow.parameters.properties))
+    if unknown:
+        err_console.print(f"[red]{spec.flow_name} has no parameter {', '.join(unknown)}; it takes "
+                          f"{', '.join(flow.parameters.properties)}.[/]")  # fmt: skip
+        raise typer.Exit(2)
+    if config is not None and "config_path" in flow.parameters.properties:
+        parameters.setdefault("config_path", str(config))
+    given = ", ".join(f"{k}={v}" for k, v in parameters.items())
+    console.print(f"[bold]Running {spec.flow_name}[/] on demand" + (f" with {given}" if given else ""))
+    started = time.monotonic()
+    try:
+        result = flow(**parameters)
+    except ConfigError as error:
+        err_console.print(f"[red]{error}[/]")
+        raise typer.Exit(2) from None
+    table = Table(title=f"{spec.flow_name}: done in {time.monotonic() - started:.1f} s", header_style="bold")
+    table.add_column("result")
+    table.add_column("value", overflow="fold")
+    for key, value in result.items() if isinstance(result, dict) else [("result", result)]:
+        table.add_row(str(key), _short(value))
+    console.print(table)
+    console.print("The run, its tasks and artifacts: [cyan]make ui[/] (http://127.0.0.1:4200).")
+
+
+def _deployment_table(specs: list[Any], title: str) -> Table:
+    table = Table(title=title, header_style="bold")
+    table.add_column("deployment")
+    table.add_column("schedule")
+    table.add_column("what it does", overflow="fold")
+    for spec in specs:
+        first = spec.description.split(". ")[0].removesuffix(".") + "."
+        table.add_row(spec.full_name, spec.schedule_text(), escape(first))
+    return table
+
+
+DeploymentsArgument = Annotated[
+    list[str] | None,
+    typer.Argument(help="Deployments (flow/deployment, or a flow name); default: all of prefect.yaml.",
+                   show_default=False),
+]  # fmt: skip
+
+
+@app.command()
+def deployments(config: ConfigOption = None) -> None:
+    """List the deployments of prefect.yaml with their schedules (after [orchestration] schedules)."""
+    settings = _settings(config)
+    from flows.deployments import load_specs
+
+    try:
+        specs = load_specs(settings)
+    except ConfigError as error:
+        err_console.print(f"[red]Config error[/]\n{error}")
+        raise typer.Exit(2) from None
+    console.print(_deployment_table(specs, "Deployments (prefect.yaml)"))
+
+
+@app.command()
+def serve(
+    names: DeploymentsArgument = None,
+    config: ConfigOption = None,
+    port: Annotated[
+        int, typer.Option(help="Port of the Prefect server started when none is running.")
+    ] = 4200,
+) -> None:
+    """Run the deployments' schedules from this one process, with the Prefect UI, until Ctrl-C.
+
+    Uses the Prefect server at $PREFECT_API_URL, or one already on 127.0.0.1:PORT ([cyan]make ui[/]),
+    or starts one (stopped on exit). Starts the config's local venues for the scheduled runs to
+    share, creates the venue request budgets, the streaming session limit and the notification
+    automation, then serves every schedule of prefect.yaml (or the NAMES given): the runs appear
+    in the UI with their artifacts. Nothing to register, no work pool; for workers use
+    [cyan]tradeflow deploy[/].
+    """
+    settings = _settings(config)
+    if config is not None:
+        os.environ["TRADEFLOW_CONFIG"] = str(config.resolve())
+    from flows.deployments import (
+        load_specs,
+        prefect_api,
+        prepare_server,
+        runner_deployments,
+        select,
+        serve_deployments,
+    )
+    from tradeflow.bootstrap import local_venues
+
+    try:
+        with prefect_api(Path(os.environ["PREFECT_HOME"]), port) as (ui, started_here):
+            try:
+                specs = select(load_specs(settings), names or [])
+            except ConfigError as error:
+                err_console.print(f"[red]Config error[/]\n{error}")
+                raise typer.Exit(2) from None
+            console.print(
+                f"Prefect server: {ui}" + (" (started here; stopped on exit)" if started_here else "")
+            )
+            with local_venues(settings) as running:
+                if running:
+                    console.print(f"Started {len(running)} local venues: " + ", ".join(
+                        f"{vid} [dim]{url}[/]" for vid, url in running.items()))  # fmt: skip
+                prepare_server(settings)
+                deployments = runner_deployments(specs, running)
+                console.print(_deployment_table(specs, "Serving"))
+                console.print(
+                    f"Open [cyan]{ui}/deployments[/] for the schedules, [cyan]{ui}/runs[/] for the runs and "
+                    "their artifacts. Run one now: [cyan]prefect deployment run 'FLOW/DEPLOYMENT'[/] "
+                    "(with PREFECT_API_URL set) or [cyan]tradeflow run FLOW[/]. Ctrl-C stops."
+                )
+                serve_deployments(deployments)
+    except KeyboardInterrupt:
+        console.print("Stopped serving.")
+    except RuntimeError as error:
+        err_console.print(f"[red]{error}[/]")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def deploy(
+    names: DeploymentsArgument = None,
+    config: ConfigOption = None,
+    pool: Annotated[
+        str, typer.Option(help="The work pool (a process pool is created if missing).")
+    ] = "tradeflow",
+) -> None:
+    """Register the deployments of prefect.yaml with a work pool on a Prefect server (production).
+
+    Needs a server: $PREFECT_API_URL, or one on 127.0.0.1:4200 ([cyan]make ui[/]). Creates the work
+    pool (process type) if missing, the venue request budgets, the streaming session limit and
+    the notification automation, then runs [cyan]prefect deploy --all[/] on prefect.yaml (with the
+    [orchestration] schedules overrides). Then start workers where the code is:
+    [cyan]prefect worker start --pool tradeflow[/].
+    """
+    settings = _settings(config)
+    from flows.deployments import deploy as register
+    from flows.deployments import ensure_work_pool, load_specs, prepare_server, select, server_healthy
+
+    if not os.environ.get("PREFECT_API_URL"):
+        if not server_healthy("http://127.0.0.1:4200"):
+            err_console.print(
+                "[red]No Prefect server: set PREFECT_API_URL, or start one with [cyan]make ui[/].[/]"
+            )
+            raise typer.Exit(2)
+        os.environ["PREFECT_API_URL"] = "http://127.0.0.1:4200/api"
+    try:
+        specs = select(load_specs(settings), names or [])
+    except ConfigError as error:
+        err_console.print(f"[red]Config error[/]\n{error}")
+        raise typer.Exit(2) from None
+    if ensure_work_pool(pool):
+        console.print(f"Created the process work pool {pool!r}.")
+    prepare_server(settings)
+    try:
+        register(specs, pool, config)
+    except RuntimeError as error:
+        err_console.print(f"[red]{error}[/]")
+        raise typer.Exit(1) from None
+    console.print(_deployment_table(specs, f"Deployed to work pool {pool!r}"))
+    console.print(
+        f"Start a worker where this code and config are: [cyan]prefect worker start --pool {pool}[/]"
+    )
 
 
 def _print_trade(result: dict[str, Any]) -> None:
