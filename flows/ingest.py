@@ -11,9 +11,10 @@ from typing import Any
 from prefect import flow
 from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
+from flows.runners import task_runner
 from tasks.audit import checkpoint_audit
 from tasks.ingest import (
     connect_venue,
@@ -24,7 +25,7 @@ from tasks.ingest import (
     snapshot_market_task,
 )
 from tradeflow.bootstrap import local_venues, venue_urls
-from tradeflow.config import Settings, load_settings
+from tradeflow.config import ConfigError, Settings, load_settings
 from tradeflow.ingest import (
     SeriesResult,
     VenueStatus,
@@ -38,11 +39,20 @@ from tradeflow.storage.lake import series_key
 from tradeflow.timeframes import timeframe_ms
 
 
-@flow(
-    name="ingest-market-data",
-    task_runner=ThreadPoolTaskRunner(max_workers=8),
-    log_prints=True,
-)
+def configured_task_runner() -> TaskRunner[Any]:
+    """The fan-out's task runner from ``[orchestration]`` of the default config (threads if it is unreadable).
+
+    Read when the module is imported, because a deployment's worker imports the flow and runs it
+    with the runner it was declared with; a broken config fails the run itself, loudly, later.
+    """
+    try:
+        settings = load_settings(None)
+    except ConfigError:
+        return ThreadPoolTaskRunner(max_workers=8)
+    return task_runner(settings, settings.ingest.max_concurrency)
+
+
+@flow(name="ingest-market-data", task_runner=configured_task_runner(), log_prints=True)
 def ingest_market_data(
     config_path: str | None = None,
     running_venues: dict[str, str] | None = None,
@@ -163,10 +173,9 @@ def run_ingest(
     end_ms: int | None,
     max_concurrency: int,
 ) -> dict[str, Any]:
-    """Run ``ingest-market-data`` once with ``max_concurrency`` task threads (the CLI's entry)."""
-    flow_with_workers = ingest_market_data.with_options(
-        task_runner=ThreadPoolTaskRunner(max_workers=max_concurrency)
-    )
+    """Run ``ingest-market-data`` once with ``max_concurrency`` task threads, or on Dask (the CLI's entry)."""
+    settings = load_settings(config_path)
+    flow_with_workers = ingest_market_data.with_options(task_runner=task_runner(settings, max_concurrency))
     return flow_with_workers(config_path=config_path, running_venues=running_venues, end_ms=end_ms)
 
 
