@@ -17,7 +17,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 
-.PHONY: help setup run test bench lint ui mlflow chaos clean
+.PHONY: help setup run test bench lint ui serve deploy worker mlflow chaos clean
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
@@ -46,6 +46,15 @@ lint: setup ## ruff, mypy (strict on the core) and import-linter layering contra
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports
+
+serve: setup ## Every schedule of prefect.yaml from one process (uses the server of make ui, or starts one)
+	$(PY) -m tradeflow.cli serve
+
+deploy: setup ## Register the deployments with the process work pool "tradeflow" (needs a server: make ui)
+	$(PY) -m tradeflow.cli deploy
+
+worker: setup ## A process worker for the "tradeflow" work pool (needs a server: make ui)
+	PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:4200/api} $(VENV)/bin/prefect worker start --pool tradeflow
 
 mlflow: setup ## The MLflow UI on http://127.0.0.1:5000, over this project's tracking store
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/data/mlflow.db --host 127.0.0.1 --port 5000

@@ -180,3 +180,25 @@ def test_a_short_cron_schedule_fires_by_itself_and_the_worker_runs_it(stack):
     run = runs[0]
     assert run["auto_scheduled"] is True  # created by the server's scheduler, not by a client
     assert {"ingest-summary", "ingest-series", "audit-trail"} <= set(artifacts_of(api, run["id"]))
+
+
+@pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
+def test_prefect_deployment_run_with_params_runs_on_the_worker(stack):
+    server, api, config = stack["server"], stack["api"], stack["config"]
+    deploy(server, config, "kill-switch/on-demand")
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "prefect"), "deployment", "run", "kill-switch/on-demand",
+         "--param", "engage=true", "--param", "reason=on demand", "--watch", "--watch-timeout", "240"],
+        env=server.env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0 and "Completed" in done.stdout, (
+        done.stdout + done.stderr + server.logs("worker")
+    )
+    runs = api.post(
+        "/flow_runs/filter",
+        json={"flow_runs": {"deployment_id": {"any_": [deployment(api, "kill-switch/on-demand")["id"]]}}},
+    ).json()
+    [run] = runs
+    assert run["parameters"] == {"engage": True, "reason": "on demand"} and run["state_type"] == "COMPLETED"
+    # It ran in the worker's process, with the config the deployment passes on.
+    assert (load_settings(config).data_dir / "KILL_SWITCH").exists()
