@@ -27,7 +27,7 @@ from tradeflow.config import Settings, VenueConfig
 
 # Seconds a streaming session's slot outlives its process: the lease is renewed while the session
 # runs, so a killed session frees the venue this long after it died.
-STREAM_LEASE_SECONDS = 30.0
+STREAM_LEASE_SECONDS = 60.0  # the server accepts no shorter lease
 
 _exists: dict[str, bool] = {}
 _exists_lock = threading.Lock()
