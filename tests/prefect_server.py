@@ -10,6 +10,7 @@ its process id, whatever state it is in.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,10 +18,13 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -64,6 +68,30 @@ class PrefectServer:
         """Return the end of a process's log (for failure messages)."""
         path = self.home / f"{name}.log"
         return path.read_text(errors="replace")[-6000:] if path.exists() else ""
+
+
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def wait_for_flow_run(
+    api: Any,
+    run_id: str,
+    deadline_seconds: float,
+    log: Callable[[], str],
+    check: Callable[[], None] = lambda: None,
+) -> dict[str, Any]:
+    """Poll ``GET /flow_runs/{id}`` until the run is terminal; fail with ``log()`` if the deadline passes.
+
+    ``check`` runs on every poll (e.g. fail at once if the serving process died).
+    """
+    deadline = time.monotonic() + deadline_seconds
+    while time.monotonic() < deadline:
+        check()
+        run: dict[str, Any] = api.get(f"/flow_runs/{run_id}").json()
+        if run["state_type"] in TERMINAL:
+            return run
+        time.sleep(1)
+    pytest.fail(f"flow run {run_id} not finished in {deadline_seconds:.0f} s; log:\n{log()}")
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
@@ -137,3 +165,4 @@ def prefect_server(
     finally:
         for child in reversed(server.processes):
             stop_process(child)
+        shutil.rmtree(home, ignore_errors=True)

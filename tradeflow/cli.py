@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from datetime import datetime
@@ -1535,6 +1536,10 @@ def serve(
     settings = _settings(config)
     if config is not None:
         os.environ["TRADEFLOW_CONFIG"] = str(config.resolve())
+    # The runs' logs are what the UI shows under each run; keep INFO (make's default is WARNING).
+    os.environ["PREFECT_LOGGING_LEVEL"] = os.environ.get("TRADEFLOW_SERVE_LOGGING_LEVEL", "INFO")
+    # SIGTERM (a service manager, `kill`) stops serving like Ctrl-C, so the server started here stops too.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     from flows.deployments import (
         load_specs,
         prefect_api,

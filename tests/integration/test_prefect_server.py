@@ -20,13 +20,12 @@ import pytest
 
 from tests.flows.conftest import BASE_CONFIG, VENUE
 from tests.postgres import fresh_database
-from tests.prefect_server import REPO, PrefectServer, prefect_server
+from tests.prefect_server import REPO, PrefectServer, prefect_server, wait_for_flow_run
 from tradeflow.audit.chain import iter_entries
 from tradeflow.config import load_settings
 from tradeflow.storage.objectstore import open_store
 
 POOL = "tradeflow-test"
-TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 SMALL = """
 [features]
@@ -102,21 +101,6 @@ def deployment(api: httpx.Client, full_name: str) -> dict[str, Any]:
     return found
 
 
-def wait_for_run(
-    api: httpx.Client, run_id: str, server: PrefectServer, deadline_seconds: float
-) -> dict[str, Any]:
-    """Poll the flow run until it is terminal; fail with the worker's log if the deadline passes."""
-    deadline = time.monotonic() + deadline_seconds
-    while time.monotonic() < deadline:
-        run: dict[str, Any] = api.get(f"/flow_runs/{run_id}").json()
-        if run["state_type"] in TERMINAL:
-            return run
-        time.sleep(1)
-    pytest.fail(
-        f"flow run {run_id} not finished in {deadline_seconds:.0f} s; worker log:\n{server.logs('worker')}"
-    )
-
-
 def artifacts_of(api: httpx.Client, run_id: str) -> dict[str, dict[str, Any]]:
     response = api.post("/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [run_id]}}})
     response.raise_for_status()
@@ -143,7 +127,7 @@ def test_a_deployed_daily_pipeline_triggered_through_the_api_completes_with_arti
     created = api.post(f"/deployments/{found['id']}/create_flow_run", json={"parameters": {}})
     created.raise_for_status()
     run_id = created.json()["id"]
-    run = wait_for_run(api, run_id, server, 420)
+    run = wait_for_flow_run(api, run_id, 420, lambda: server.logs("worker"))
     assert run["state_type"] == "COMPLETED", f"{run['state']}\n{server.logs('worker')}"
 
     artifacts = artifacts_of(api, run_id)
