@@ -21,7 +21,16 @@ from tradeflow.bootstrap import prepare_environment
 from tradeflow.timeframes import iso, to_ms
 
 RESULTS_DIR = REPO / "bench" / "results"
-SECTIONS = ("throughput", "second-run", "validation", "audit", "features", "backtest", "execution")
+SECTIONS = (
+    "throughput",
+    "second-run",
+    "validation",
+    "audit",
+    "features",
+    "backtest",
+    "orchestration",
+    "execution",
+)
 
 #: The full run and the --quick smoke run: look-back days of 1m and 1h, and repetitions.
 FULL = {"days_1m": 30, "days_1h": 180, "repeat": 3}
@@ -63,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
             "            bars and a recorded Binance 1m file (goal: <= 1x vectorbt, same trades and final\n"
             "            equity); a 20-combination parameter sweep in backtests/s; monte_carlo with\n"
             "            10,000 scenarios.\n"
+            "orchestration the daily-pipeline flow on the embedded default, end to end: a real Prefect\n"
+            "            flow run vs the same composition with Prefect taken out (plain calls, a thread\n"
+            "            pool), alternating, each in a fresh process and data folder; the overhead's share\n"
+            "            of the wall time (goal: < 10 %), per task run, and the API start-up apart.\n"
             "execution   the streaming flow: book maintenance events/s (parse + apply, vs a plain-Python\n"
             "            book; goal >= 20,000/s and >= baseline), the decision hot path book event ->\n"
             "            order decision with a LightGBM champion (goal p99 < 1 ms at >= 5,000 events/s),\n"
@@ -82,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  python -m bench --only audit --quick\n"
             "  python -m bench --only features --quick\n"
             "  python -m bench --only backtest\n"
+            "  python -m bench --only orchestration\n"
             "  make bench"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -100,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help="timed repetitions per throughput method; the median is reported "
-        f"(default {FULL['repeat']}; the validation section has its own counts)",
+        f"(default {FULL['repeat']}; the validation section has its own counts); for the "
+        "orchestration section: (prefect, bare) pairs (default 3, --quick 1)",
     )
     parser.add_argument(
         "--days-1m",
@@ -238,6 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from bench import report
     from bench.backtest import BACKTEST_GOAL
+    from bench.orchestration import ORCHESTRATION_GOAL
     from bench.throughput import measure_throughput
     from bench.workload import BenchError
 
@@ -249,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"[bold]tradeflow bench[/]: window end {iso(end_ms)}, {days['1m']} d of 1m, "
         f"{days['1h']} d of 1h, repeat {options['repeat']}; workspace {workspace.path}"
     )
-    throughput = second = validation = audit = features = backtest = None
+    throughput = second = validation = audit = features = backtest = orchestration = None
     execution: dict[str, Any] | None = None
     # The look-back of the first run the audit section measures its share of: the shipped
     # config's, or the smoke run's window when --quick's second-run section used that.
@@ -296,6 +312,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             from bench.backtest import run_in_child as run_backtest
 
             backtest = run_backtest(args.quick)
+        if args.only in (None, "orchestration"):
+            # A child process per run: alternating Prefect flow runs and bare runs of the pipeline.
+            from bench.orchestration import run_in_child as run_orchestration
+
+            orchestration = run_orchestration(
+                end_ms, args.quick, console, args.workdir, args.keep, pairs=args.repeat
+            )
         if args.only in (None, "execution"):
             # Three child processes: book maintenance, the decision hot path, the flow over loopback.
             from bench.execution_sections import run_execution
@@ -308,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.keep:
             workspace.cleanup()
 
-    _print_tables(console, report, throughput, second, validation, audit, features, backtest)
+    _print_tables(console, report, throughput, second, validation, audit, features, backtest, orchestration)
     elapsed = time.perf_counter() - started
     payload = {
         "started_at": started_at.isoformat(),
@@ -322,6 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "audit": None if audit is None else audit.to_json(),
         "features": None if features is None else features.to_json(),
         "backtest": None if backtest is None else backtest.to_json(),
+        "orchestration": None if orchestration is None else orchestration.to_json(),
         "execution": execution,
         "goal": {
             "throughput_ratio_max": report.THROUGHPUT_GOAL,
@@ -331,6 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "features_indicators_over_talib_max": report.FEATURES_TALIB_GOAL,
             "features_booster_predict_p99_us_below": report.INFERENCE_P99_GOAL_US,
             "backtest_run_signals_over_vectorbt_max": BACKTEST_GOAL,
+            "orchestration_overhead_share_below": ORCHESTRATION_GOAL,
         },
     }
     lines = report.verdicts(throughput, second, args.small_fraction)
@@ -344,6 +369,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench.backtest import verdicts as backtest_verdicts
 
         lines += backtest_verdicts(backtest)
+    if orchestration is not None:
+        from bench.orchestration import verdicts as orchestration_verdicts
+
+        lines += orchestration_verdicts(orchestration)
     if execution is not None:
         from bench.execution_sections import execution_verdicts
 
@@ -399,6 +428,7 @@ def _print_tables(
     audit: Any,
     features: Any = None,
     backtest: Any = None,
+    orchestration: Any = None,
 ) -> None:
     console.print()
     if throughput is not None:
@@ -445,4 +475,11 @@ def _print_tables(
         for warning in backtest.warnings:
             console.print(f"[yellow]warning:[/] {warning}")
         for table in backtest_tables(backtest):
+            console.print(table)
+    if orchestration is not None:
+        from bench.orchestration import tables as orchestration_tables
+
+        for warning in orchestration.warnings:
+            console.print(f"[yellow]warning:[/] {warning}")
+        for table in orchestration_tables(orchestration):
             console.print(table)

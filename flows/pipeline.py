@@ -94,7 +94,11 @@ def daily_pipeline(
         "ingest_sequence": manifest.get("sequence"),
         "validations": [run["validation_id"] for run in validation["runs"]],
         "snapshot_id": snapshot_id,
-        "features": {k: features["manifest"].get(k) for k in ("feature_set", "feature_set_hash", "reused")},
+        "features": {
+            "feature_set": features["manifest"]["feature_set"]["name"],
+            "feature_set_hash": features["manifest"]["feature_set"]["hash"],
+            "reused": features["manifest"]["reused"],
+        },
         "training": {
             "parent_run_id": training["record"]["parent_run_id"],
             "champion": training["champion"],

@@ -378,8 +378,9 @@ TRAINING_RECORDS_PREFIX = "records/training"
 def training_key(settings: Settings, snapshot_id: str, feature_set_hash: str, code_version: str) -> str:
     """Return the id of a training's inputs: the snapshot, feature set, training config and code.
 
-    Training is deterministic given these, so a second training with the same key would only
-    repeat work and add duplicate MLflow runs, model versions and audit entries.
+    These fix the training (up to floating-point noise in the last bits of multi-threaded fits), so
+    a second training with the same key would only repeat work and add duplicate MLflow runs,
+    model versions and audit entries.
     """
     return content_hash(
         {

@@ -39,6 +39,7 @@ def test_the_daily_pipeline_chains_every_stage_by_id_and_a_rerun_reuses_them_all
     assert len({e.actor for e in entries if e.kind != "config_change"}) == 1
     [summary] = artifacts("daily-pipeline-summary")[:1]
     assert first["snapshot_id"] in summary.data and "| backtest |" in summary.data
+    assert first["features"]["feature_set_hash"] and first["features"]["feature_set_hash"] in summary.data
 
     objects = sorted(store.list(""))
     experiment = first["training"]["parent_run_id"]
