@@ -307,6 +307,8 @@ def run(flow: Annotated[str | None, typer.Argument(
         "  • [cyan]tradeflow validate FILE[/]     the same suites on any candle file (Parquet or CSV)\n"
         "  • [cyan]make ui[/]                    the Prefect UI (http://127.0.0.1:4200): the flow runs,\n"
         "                               their tasks and artifacts (summaries, the audit trail)\n"
+        "  • [cyan]make serve[/]                 every deployment of prefect.yaml on its schedule\n"
+        "                               ([cyan]tradeflow deployments[/] lists them)\n"
         "  • [cyan]make run[/] again             fetches and validates only what closed since this run\n"
         "  • [cyan]tradeflow --help[/]           every command"
     )
