@@ -1449,17 +1449,23 @@ def _short(value: Any) -> str:
     return str(value)
 
 
-def _run_one_flow(settings: Settings, config: Path | None, name: str, items: list[str]) -> None:
-    """Run one flow of prefect.yaml by name, now, in this process; print its result's headline values."""
+def _deployment_specs(settings: Settings, names: list[str]) -> list[Any]:
+    """The deployments of prefect.yaml (all, or those named); exit 2 naming a bad override or name."""
     from flows.deployments import load_specs, select
 
-    parameters = _parse_params(items)
     try:
-        [spec, *_] = select(load_specs(settings), [name])
+        return select(load_specs(settings), names)
     except ConfigError as error:
-        err_console.print(f"[red]{error}[/]")
+        err_console.print(f"[red]Config error[/]\n{error}")
         raise typer.Exit(2) from None
+
+
+def _run_one_flow(settings: Settings, config: Path | None, name: str, items: list[str]) -> None:
+    """Run one flow of prefect.yaml by name, now, in this process; print its result's headline values."""
     from flows.deployments import load_flow
+
+    parameters = _parse_params(items)
+    [spec, *_] = _deployment_specs(settings, [name])
 
     flow = load_flow(spec.entrypoint)
     unknown = sorted(set(parameters) - set(flow.parameters.properties))
@@ -1508,14 +1514,7 @@ DeploymentsArgument = Annotated[
 def deployments(config: ConfigOption = None) -> None:
     """List the deployments of prefect.yaml with their schedules (after [orchestration] schedules)."""
     settings = _settings(config)
-    from flows.deployments import load_specs
-
-    try:
-        specs = load_specs(settings)
-    except ConfigError as error:
-        err_console.print(f"[red]Config error[/]\n{error}")
-        raise typer.Exit(2) from None
-    console.print(_deployment_table(specs, "Deployments (prefect.yaml)"))
+    console.print(_deployment_table(_deployment_specs(settings, []), "Deployments (prefect.yaml)"))
 
 
 @app.command()
@@ -1543,22 +1542,16 @@ def serve(
     # SIGTERM (a service manager, `kill`) stops serving like Ctrl-C, so the server started here stops too.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     from flows.deployments import (
-        load_specs,
         prefect_api,
         prepare_server,
         runner_deployments,
-        select,
         serve_deployments,
     )
     from tradeflow.bootstrap import local_venues
 
     try:
         with prefect_api(Path(os.environ["PREFECT_HOME"]), port) as (ui, started_here):
-            try:
-                specs = select(load_specs(settings), names or [])
-            except ConfigError as error:
-                err_console.print(f"[red]Config error[/]\n{error}")
-                raise typer.Exit(2) from None
+            specs = _deployment_specs(settings, names or [])
             console.print(
                 f"Prefect server: {ui}" + (" (started here; stopped on exit)" if started_here else "")
             )
@@ -1600,7 +1593,7 @@ def deploy(
     """
     settings = _settings(config)
     from flows.deployments import deploy as register
-    from flows.deployments import ensure_work_pool, load_specs, prepare_server, select, server_healthy
+    from flows.deployments import ensure_work_pool, prepare_server, server_healthy
 
     if not os.environ.get("PREFECT_API_URL"):
         if not server_healthy("http://127.0.0.1:4200"):
@@ -1609,11 +1602,7 @@ def deploy(
             )
             raise typer.Exit(2)
         os.environ["PREFECT_API_URL"] = "http://127.0.0.1:4200/api"
-    try:
-        specs = select(load_specs(settings), names or [])
-    except ConfigError as error:
-        err_console.print(f"[red]Config error[/]\n{error}")
-        raise typer.Exit(2) from None
+    specs = _deployment_specs(settings, names or [])
     if ensure_work_pool(pool):
         console.print(f"Created the process work pool {pool!r}.")
     prepare_server(settings)

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from tests.flows.conftest import BASE_CONFIG, VENUE
+from tests.flows.test_training_flow import TRAINING
 from tests.postgres import fresh_database
 from tests.prefect_server import REPO, PrefectServer, prefect_server, wait_for_flow_run
 from tradeflow.audit.chain import iter_entries
@@ -27,16 +28,7 @@ from tradeflow.storage.objectstore import open_store
 
 POOL = "tradeflow-test"
 
-SMALL = """
-[features]
-params = { volume_profile_window_minutes = 1440, regime_atr_window = 1440, regime_atr_min_periods = 240 }
-[training]
-horizon_minutes = 60
-folds = 3
-embargo_minutes = 30
-row_step = 5
-models = ["lightgbm", "logistic"]
-promotion_margin = 0.0
+SMALL = TRAINING + """
 [backtest]
 monte_carlo_scenarios = 200
 ablation = false

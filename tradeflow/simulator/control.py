@@ -17,7 +17,8 @@ from typing import Any
 DEFAULT_TIMEOUT_SECONDS = 10.0
 
 
-def _call(base_url: str, method: str, path: str, params: dict[str, Any] | None = None) -> Any:
+def call(base_url: str, method: str, path: str, params: dict[str, Any] | None = None) -> Any:
+    """Send one control request to a venue (None parameters are left out); return its JSON answer."""
     query = urllib.parse.urlencode({k: v for k, v in (params or {}).items() if v is not None})
     url = base_url.rstrip("/") + path + (f"?{query}" if query else "")
     request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
@@ -35,20 +36,20 @@ def disconnect(base_url: str, symbol: str | None = None) -> int:
     Returns:
         How many connections were closed.
     """
-    return int(_call(base_url, "POST", "/_sim/streams/disconnect", {"symbol": symbol})["disconnected"])
+    return int(call(base_url, "POST", "/_sim/streams/disconnect", {"symbol": symbol})["disconnected"])
 
 
 def gap(base_url: str, symbol: str, skip: int = 5) -> None:
     """Make the symbol's next depth diff skip ``skip`` update ids (a sequence gap)."""
-    _call(base_url, "POST", "/_sim/streams/gap", {"symbol": symbol, "skip": skip})
+    call(base_url, "POST", "/_sim/streams/gap", {"symbol": symbol, "skip": skip})
 
 
 def stall(base_url: str, symbol: str, seconds: float) -> None:
     """Stop the symbol's depth diffs for ``seconds``; connections stay open."""
-    _call(base_url, "POST", "/_sim/streams/stall", {"symbol": symbol, "seconds": seconds})
+    call(base_url, "POST", "/_sim/streams/stall", {"symbol": symbol, "seconds": seconds})
 
 
 def stream_status(base_url: str) -> dict[str, Any]:
     """Return the live layer's state: running, connections, update ids, REST depth requests."""
-    result: dict[str, Any] = _call(base_url, "GET", "/_sim/streams")
+    result: dict[str, Any] = call(base_url, "GET", "/_sim/streams")
     return result

@@ -10,22 +10,11 @@ See :mod:`tradeflow.simulator.routes.order_control` for what each fault does.
 
 from __future__ import annotations
 
-import json
-import urllib.parse
-import urllib.request
 from typing import Any, Literal
 
-DEFAULT_TIMEOUT_SECONDS = 10.0
+from tradeflow.simulator.control import call
 
 OrderFaultKind = Literal["timeout_after_accept", "error_after_accept", "reject"]
-
-
-def _call(base_url: str, method: str, path: str, params: dict[str, Any] | None = None) -> Any:
-    query = urllib.parse.urlencode({k: v for k, v in (params or {}).items() if v is not None})
-    url = base_url.rstrip("/") + path + (f"?{query}" if query else "")
-    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
-    with urllib.request.urlopen(request, timeout=DEFAULT_TIMEOUT_SECONDS) as response:
-        return json.loads(response.read().decode())
 
 
 def inject_fault(
@@ -44,13 +33,13 @@ def inject_fault(
     Returns:
         The queued fault kinds, next first.
     """
-    body = _call(base_url, "POST", "/_sim/orders/fault", {"kind": kind, "count": count, "seconds": seconds})
+    body = call(base_url, "POST", "/_sim/orders/fault", {"kind": kind, "count": count, "seconds": seconds})
     return [str(k) for k in body["pending"]]
 
 
 def clear_faults(base_url: str) -> None:
     """Drop the venue's queued order faults."""
-    _call(base_url, "POST", "/_sim/orders/fault", {"kind": "clear"})
+    call(base_url, "POST", "/_sim/orders/fault", {"kind": "clear"})
 
 
 def venue_orders(base_url: str) -> dict[str, Any]:
@@ -59,7 +48,7 @@ def venue_orders(base_url: str) -> dict[str, Any]:
     ``orders`` holds every order the venue ever accepted, as ``GET /api/v3/order`` prints it
     plus its ``fills``; ``rejections`` every refused placement.
     """
-    result: dict[str, Any] = _call(base_url, "GET", "/_sim/orders")
+    result: dict[str, Any] = call(base_url, "GET", "/_sim/orders")
     return result
 
 
